@@ -1,0 +1,1 @@
+"""The model stage: loading, prompting, batched generation and parsing. Never imports Kafka."""

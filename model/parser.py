@@ -1,0 +1,71 @@
+"""Turn the model's answer text into fields, never dropping an item silently.
+
+An answer that does not parse still yields the best valid fields it holds, with a status saying
+what went wrong; the caller counts and publishes that status.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from model.prompt import FIELD_SEPARATOR, NO_BRAND, clean_raw_name
+from schemas.events import ItemStatus
+from schemas.taxonomy import Category, Taxonomy, UnknownCategory
+
+MAX_NAME_CHARS = 256
+MAX_FIELD_CHARS = 80
+_FIELD_COUNT = 4
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedAnswer:
+    normalized_name: str
+    product: str | None
+    brand: str | None
+    category: Category
+    status: ItemStatus
+
+
+def _field(parts: list[str], index: int, limit: int) -> str | None:
+    if index >= len(parts):
+        return None
+    value = " ".join(parts[index].split())
+    if not value or len(value) > limit:
+        return None
+    return value
+
+
+def parse_answer(answer: str, raw_name: str, taxonomy: Taxonomy) -> ParsedAnswer:
+    """Parse ``normalized##product##brand##category``; fields that cannot be trusted fall back.
+
+    Fallbacks: the cleaned raw name for the normalized name, no product, no brand, and the
+    taxonomy's ``other`` category.
+    """
+    first_line = answer.strip().split("\n", 1)[0]
+    parts = first_line.split(FIELD_SEPARATOR)
+    well_formed = len(parts) == _FIELD_COUNT and all(p.strip() for p in parts)
+
+    normalized = _field(parts, 0, MAX_NAME_CHARS)
+    product = _field(parts, 1, MAX_FIELD_CHARS)
+    brand = _field(parts, 2, MAX_FIELD_CHARS)
+    if brand == NO_BRAND:
+        brand = None
+    category_text = parts[-1] if len(parts) >= _FIELD_COUNT else ""
+
+    status = ItemStatus.OK if well_formed else ItemStatus.MALFORMED_ANSWER
+    if normalized is None or product is None:
+        status = ItemStatus.MALFORMED_ANSWER
+    try:
+        category = taxonomy.resolve(category_text)
+    except UnknownCategory:
+        category = taxonomy.fallback
+        if status is ItemStatus.OK:
+            status = ItemStatus.UNKNOWN_CATEGORY
+
+    return ParsedAnswer(
+        normalized_name=normalized or clean_raw_name(raw_name) or raw_name[:MAX_NAME_CHARS],
+        product=product,
+        brand=brand,
+        category=category,
+        status=status,
+    )

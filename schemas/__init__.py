@@ -1,0 +1,1 @@
+"""Event contracts and the category taxonomy shared by the service and training."""

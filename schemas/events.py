@@ -1,0 +1,145 @@
+"""Event contracts: the input receipt, the enriched transaction and the dead letter.
+
+The published JSON Schema files in ``schemas/jsonschema/`` are generated from these models
+(``python -m schemas.publish``) and a test keeps the two in agreement.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_VERSION = 1
+# FNS allows 128 characters per item name; the margin tolerates odd registers, anything longer is refused.
+MAX_ITEM_NAME_CHARS = 512
+# Large hypermarket receipts reach a few hundred lines; a bound keeps one event from flooding a batch.
+MAX_ITEMS_PER_RECEIPT = 1000
+# 10^12 kopecks = 10 billion roubles: beyond any card purchase, below float precision trouble.
+MAX_KOPECKS = 10**12
+
+Kopecks = Annotated[int, Field(ge=0, le=MAX_KOPECKS, description="Amount in kopecks")]
+
+
+class _Input(BaseModel):
+    # Unknown fields from FNS or upstream producers are kept, never rejected: the schema grows there.
+    model_config = ConfigDict(extra="allow", strict=True, frozen=True)
+
+
+class ReceiptItem(_Input):
+    name: str = Field(min_length=1, max_length=MAX_ITEM_NAME_CHARS)
+    price: Kopecks
+    quantity: float = Field(gt=0, le=1_000_000)
+    sum: Kopecks
+    nds: int | None = None
+    paymentType: int | None = None
+    productType: int | None = None
+
+
+class Receipt(_Input):
+    """A receipt as the FNS receipt check returns it (amounts in kopecks)."""
+
+    dateTime: datetime
+    totalSum: Kopecks
+    user: str | None = Field(default=None, max_length=1024, description="Seller name")
+    userInn: str = Field(min_length=1, max_length=16)
+    kktRegId: str = Field(min_length=1, max_length=32)
+    fiscalDriveNumber: str = Field(min_length=1, max_length=32)
+    fiscalDocumentNumber: int = Field(ge=0)
+    fiscalSign: int = Field(ge=0)
+    operationType: int = Field(ge=1, le=4, description="1 sale, 2 sale return, 3 expense, 4 expense return")
+    items: list[ReceiptItem] = Field(min_length=1, max_length=MAX_ITEMS_PER_RECEIPT)
+
+
+class ReceiptEvent(_Input):
+    """Envelope on topic ``receipts``; the Kafka key is the client id."""
+
+    event_id: str = Field(min_length=1, max_length=128)
+    client_id: str = Field(min_length=1, max_length=128)
+    received_at: datetime
+    receipt: Receipt
+
+
+class ItemStatus(StrEnum):
+    OK = "ok"
+    UNKNOWN_CATEGORY = "unknown_category"
+    MALFORMED_ANSWER = "malformed_answer"
+    MODEL_ERROR = "model_error"
+
+
+class _Output(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CategoryRef(_Output):
+    id: str
+    name: str
+
+
+class ModelIdentity(_Output):
+    base_model: str
+    adapter: str | None
+    version: str
+
+
+class EnrichedItem(_Output):
+    position: int = Field(ge=1, description="1-based position of the line in the receipt")
+    raw_name: str
+    price: int
+    quantity: float
+    sum: int
+    normalized_name: str
+    product: str | None
+    brand: str | None
+    category: CategoryRef
+    status: ItemStatus
+
+
+class ReceiptSummary(_Output):
+    fiscal_drive_number: str
+    fiscal_document_number: int
+    fiscal_sign: int
+    kkt_reg_id: str
+    date_time: datetime
+    total_sum: int
+    seller: str | None
+    seller_inn: str
+    operation_type: int
+
+
+class EnrichedTransaction(_Output):
+    """Event on topic ``transactions.enriched``, keyed like the input event."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    event_id: str
+    client_id: str
+    received_at: datetime
+    enriched_at: datetime
+    receipt: ReceiptSummary
+    items: list[EnrichedItem]
+    model: ModelIdentity
+
+
+class ErrorInfo(_Output):
+    kind: str = Field(description="Stable machine-readable error kind, e.g. invalid_json, invalid_receipt")
+    message: str
+
+
+class SourcePosition(_Output):
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int | None
+
+
+class DeadLetter(_Output):
+    """Event on topic ``receipts.dlq``: the original bytes, base64-encoded so they travel untouched."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    error: ErrorInfo
+    source: SourcePosition
+    original_key_b64: str | None
+    original_value_b64: str | None
+    failed_at: datetime

@@ -1,0 +1,1 @@
+"""Training: synthetic data, dataset building, supervised fine-tuning and evaluation."""
