@@ -1,0 +1,1 @@
+"""The streaming service: Kafka in and out, the Faust agent, settings and the CLI."""

@@ -1,0 +1,66 @@
+"""Run planned batches through the model; a failing batch is split and retried, never dropped.
+
+Runs inside the model thread: no asyncio and no Kafka here.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from model.enricher import ModelBatchFailed
+from model.parser import ParsedAnswer
+from model.prompt import clean_raw_name
+from schemas.events import ItemStatus
+from schemas.taxonomy import Taxonomy
+
+log = logging.getLogger(__name__)
+
+EnrichFn = Callable[[Sequence[str]], list[ParsedAnswer]]
+
+
+@dataclass
+class EnrichmentOutcome:
+    answers: dict[str, ParsedAnswer] = field(default_factory=dict)
+    model_calls: int = 0
+    failed_calls: int = 0
+    failed_items: int = 0
+
+
+def enrich_all(batches: Sequence[Sequence[str]], enrich: EnrichFn, taxonomy: Taxonomy) -> EnrichmentOutcome:
+    """Answer every text of every batch.
+
+    A batch that raises ModelBatchFailed is halved and each half retried (an out-of-memory batch
+    usually fits once smaller); a single item that still fails gets fallback fields and
+    status ``model_error``, so the receipt is still published and the failure is visible.
+    """
+    outcome = EnrichmentOutcome()
+    pending: list[Sequence[str]] = [batch for batch in batches if batch]
+    while pending:
+        batch = pending.pop()
+        outcome.model_calls += 1
+        try:
+            answers = enrich(batch)
+        except ModelBatchFailed as error:
+            outcome.failed_calls += 1
+            log.warning("model_batch_failed size=%d reason=%s", len(batch), error.reason)
+            if len(batch) > 1:
+                middle = len(batch) // 2
+                pending.extend([batch[middle:], batch[:middle]])
+            else:
+                outcome.failed_items += 1
+                outcome.answers[batch[0]] = fallback_answer(batch[0], taxonomy)
+            continue
+        outcome.answers.update(zip(batch, answers))
+    return outcome
+
+
+def fallback_answer(raw_name: str, taxonomy: Taxonomy) -> ParsedAnswer:
+    return ParsedAnswer(
+        normalized_name=clean_raw_name(raw_name) or raw_name[:256],
+        product=None,
+        brand=None,
+        category=taxonomy.fallback,
+        status=ItemStatus.MODEL_ERROR,
+    )

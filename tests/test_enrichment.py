@@ -1,0 +1,48 @@
+from collections.abc import Sequence
+
+from app.enrichment import enrich_all
+from model.enricher import ModelBatchFailed
+from model.parser import ParsedAnswer, parse_answer
+from schemas.events import ItemStatus
+from schemas.taxonomy import load_taxonomy
+
+TAXONOMY = load_taxonomy()
+
+
+class OutOfMemoryAbove:
+    """Stands in for the model (not under test here): fails like CUDA OOM on batches above a size."""
+
+    def __init__(self, max_ok: int, poisoned: str | None = None) -> None:
+        self.max_ok = max_ok
+        self.poisoned = poisoned
+        self.calls: list[int] = []
+
+    def __call__(self, texts: Sequence[str]) -> list[ParsedAnswer]:
+        self.calls.append(len(texts))
+        if len(texts) > self.max_ok or self.poisoned in texts:
+            raise ModelBatchFailed(len(texts), "CUDA out of memory")
+        return [parse_answer(f"{t}##Товар##-##Другое", t, TAXONOMY) for t in texts]
+
+
+def test_a_batch_failing_for_memory_is_split_and_every_item_still_enriched():
+    texts = [f"item {i}" for i in range(10)]
+    model = OutOfMemoryAbove(max_ok=3)
+    outcome = enrich_all([texts], model, TAXONOMY)
+    assert set(outcome.answers) == set(texts)
+    assert all(a.status is ItemStatus.OK for a in outcome.answers.values())
+    assert outcome.failed_items == 0
+    assert outcome.failed_calls >= 1 and max(c for c in model.calls if c <= 3) <= 3
+
+
+def test_an_item_that_always_fails_goes_out_with_model_error_status_and_others_succeed():
+    texts = ["ok 1", "poison", "ok 2", "ok 3"]
+    outcome = enrich_all([texts], OutOfMemoryAbove(max_ok=100, poisoned="poison"), TAXONOMY)
+    assert outcome.answers["poison"].status is ItemStatus.MODEL_ERROR
+    assert outcome.answers["poison"].category == TAXONOMY.fallback
+    assert outcome.failed_items == 1
+    assert all(outcome.answers[t].status is ItemStatus.OK for t in ("ok 1", "ok 2", "ok 3"))
+
+
+def test_model_calls_are_counted_once_per_batch_when_nothing_fails():
+    outcome = enrich_all([["a", "b"], ["c"]], OutOfMemoryAbove(max_ok=10), TAXONOMY)
+    assert outcome.model_calls == 2 and outcome.failed_calls == 0
