@@ -11,8 +11,6 @@ from typing import Literal
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from model.loader import ModelSpec
-
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -56,10 +54,8 @@ class Settings(BaseSettings):
             raise ValueError("ENRICHER_HEARTBEAT_INTERVAL_S must be at most a third of ENRICHER_SESSION_TIMEOUT_S")
         return self
 
-    def model_spec(self) -> ModelSpec:
-        return ModelSpec(
-            base_path=self.model_base_path,
-            adapter_path=self.model_adapter_path,
-            device=self.device,
-            quantize_4bit=self.quantize_4bit,
-        )
+    def producer_config(self) -> dict[str, object]:
+        return {"bootstrap.servers": self.bootstrap_servers, "client.id": f"{self.group_id}-producer"}
+
+    def admin_config(self) -> dict[str, object]:
+        return {"bootstrap.servers": self.bootstrap_servers}

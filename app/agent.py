@@ -1,0 +1,71 @@
+"""The Faust app and its one agent: take → process (validate, enrich, publish) → ack."""
+
+from __future__ import annotations
+
+import logging
+
+import faust
+from faust.types import EventT
+
+from app.pipeline import InMessage, Pipeline
+from app.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def _in_message(event: EventT) -> InMessage:
+    message = event.message
+    timestamp = message.timestamp
+    return InMessage(
+        topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+        timestamp_ms=int(timestamp * 1000) if timestamp else None,
+        key=message.key,
+        value=message.value,
+    )
+
+
+def create_app(settings: Settings, pipeline: Pipeline) -> faust.App:
+    """Build the app without touching the network (a factory, so tests and tools can build their own)."""
+    app = faust.App(
+        settings.group_id,
+        broker=[f"kafka://{server}" for server in settings.bootstrap_servers.split(",")],
+        key_serializer="raw",
+        value_serializer="raw",
+        consumer_auto_offset_reset="earliest",
+        broker_session_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=settings.heartbeat_interval_s,
+        broker_commit_interval=settings.commit_interval_s,
+        # A model batch may take long on a busy GPU; the poll interval must outlast it or the group evicts us.
+        broker_max_poll_interval=max(300.0, settings.model_timeout_s * 3),
+        stream_processing_timeout=max(300.0, settings.model_timeout_s * 3),
+        topic_partitions=settings.topic_partitions,
+        topic_disable_leader=True,
+        web_enabled=False,
+    )
+    receipts = app.topic(settings.input_topic, key_type=bytes, value_type=bytes, allow_empty=True)
+
+    @app.agent(receipts, name="enrich-receipts")
+    async def enrich_receipts(stream: faust.StreamT) -> None:
+        async for events in stream.noack_take(settings.take_max_events, within=settings.max_wait_s):
+            try:
+                result = await pipeline.process([_in_message(event) for event in events])
+            except Exception as error:
+                # Unknown failure: nothing of this take is acked. Restarting only the actor would
+                # resume after these messages, so stop the worker and let it replay from the last commit.
+                log.exception("take_failed messages=%d", len(events))
+                await app.crash(error)
+                raise
+            for event in events:
+                await stream.ack(event)
+            log.info(
+                "take_done receipts=%d items=%d dead_letters=%d model_calls=%d failed_items=%d",
+                result.receipts,
+                result.items,
+                result.dead_letters,
+                result.outcome.model_calls,
+                result.outcome.failed_items,
+            )
+
+    return app

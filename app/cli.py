@@ -1,0 +1,68 @@
+"""``receipt-enricher``: the worker and the tools around it. Thin: parse, build Settings, call one function."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from app.settings import Settings
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level,
+        stream=sys.stderr,
+        format="ts=%(asctime)s level=%(levelname)s logger=%(name)s event=%(message)s",
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="receipt-enricher", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("worker", help="run the always-on enrichment worker (settings from ENRICHER_* variables)")
+    commands.add_parser("create-topics", help="create the input, output and dead-letter topics if missing")
+    produce = commands.add_parser("produce-samples", help="put sample receipts on the input topic")
+    produce.add_argument("--count", type=int, default=20)
+    produce.add_argument("--seed", type=int, default=1)
+    produce.add_argument("--malformed", type=int, default=0, help="also produce this many malformed messages")
+    tail = commands.add_parser("tail", help="print enriched transactions (or dead letters) from the beginning")
+    tail.add_argument("--max", type=int, default=20)
+    tail.add_argument("--timeout", type=float, default=60.0)
+    tail.add_argument("--dlq", action="store_true", help="read the dead-letter topic instead")
+    args = parser.parse_args(argv)
+
+    settings = Settings()
+    _configure_logging(settings.log_level)
+    if args.command == "worker":
+        from app.worker import run_worker  # imports torch: only the worker pays for it
+
+        run_worker(settings)
+    elif args.command == "create-topics":
+        from app.topics import create_topics
+
+        create_topics(
+            settings.admin_config(),
+            [settings.input_topic, settings.output_topic, settings.dlq_topic],
+            settings.topic_partitions,
+        )
+    elif args.command == "produce-samples":
+        from app.console import produce_samples
+
+        sent = produce_samples(settings.producer_config(), settings.input_topic, args.count, args.seed, args.malformed)
+        print(f"produced {sent} messages to {settings.input_topic}")
+    elif args.command == "tail":
+        from app.console import consume, render_dead_letter, render_transaction
+
+        topic = settings.dlq_topic if args.dlq else settings.output_topic
+        render = render_dead_letter if args.dlq else render_transaction
+        shown = 0
+        for value in consume(settings.admin_config(), topic, args.max, args.timeout):
+            print(render(value))
+            shown += 1
+        print(f"-- {shown} message(s) from {topic}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,67 @@
+"""Start the always-on worker: load the model, wire the pipeline, run the Faust worker until stopped."""
+
+from __future__ import annotations
+
+import logging
+
+import faust
+
+from app.agent import create_app
+from app.batcher import BatchLimits
+from app.pipeline import Pipeline, Topics
+from app.publisher import Publisher
+from app.settings import Settings
+from model.enricher import Enricher
+from model.generation import BatchGenerator
+from model.loader import ModelSpec, load_model
+from schemas.taxonomy import load_taxonomy
+
+log = logging.getLogger(__name__)
+
+
+def build_pipeline(settings: Settings) -> Pipeline:
+    loaded = load_model(
+        ModelSpec(
+            base_path=settings.model_base_path,
+            adapter_path=settings.model_adapter_path,
+            device=settings.device,
+            quantize_4bit=settings.quantize_4bit,
+        )
+    )
+    generator = BatchGenerator(loaded)
+    taxonomy = load_taxonomy()
+    log.info(
+        "model_loaded base=%s adapter=%s version=%s device=%s",
+        loaded.identity.base_model,
+        loaded.identity.adapter,
+        loaded.identity.version,
+        loaded.device,
+    )
+    return Pipeline(
+        enrich=Enricher(generator, taxonomy).enrich,
+        count_tokens=generator.count_tokens,
+        limits=BatchLimits(
+            max_items=settings.batch_max_items,
+            max_tokens=settings.batch_max_tokens,
+            answer_tokens=loaded.max_new_tokens,
+        ),
+        taxonomy=taxonomy,
+        identity=loaded.identity,
+        publisher=Publisher(settings.producer_config(), settings.produce_timeout_s),
+        topics=Topics(output=settings.output_topic, dlq=settings.dlq_topic),
+        model_timeout_s=settings.model_timeout_s,
+    )
+
+
+def run_worker(settings: Settings) -> None:
+    if settings.torch_threads:
+        import torch
+
+        torch.set_num_threads(settings.torch_threads)
+    pipeline = build_pipeline(settings)
+    app = create_app(settings, pipeline)
+    worker = faust.Worker(app, loglevel=settings.log_level, redirect_stdouts=False, override_logging=False)
+    try:
+        worker.execute_from_commandline()
+    finally:
+        pipeline.close()
