@@ -39,12 +39,14 @@ def main(argv: list[str] | None = None) -> int:
 
         run_worker(settings)
     elif args.command == "create-topics":
-        from app.topics import create_topics
+        from app.topics import create_service_topics
 
-        create_topics(
+        create_service_topics(
             settings.admin_config(),
-            [settings.input_topic, settings.output_topic, settings.dlq_topic],
-            settings.topic_partitions,
+            input_topic=settings.input_topic,
+            output_topic=settings.output_topic,
+            dlq_topic=settings.dlq_topic,
+            partitions=settings.topic_partitions,
         )
     elif args.command == "produce-samples":
         from app.console import produce_samples

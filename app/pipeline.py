@@ -23,7 +23,7 @@ from app.assembler import assemble, model_text
 from app.batcher import BatchLimits, plan_batches
 from app.dead_letter import dead_letter
 from app.enrichment import EnrichFn, EnrichmentOutcome, enrich_all
-from app.publisher import OutRecord, Publisher
+from app.publisher import OutRecord, Publisher, RecordRejected
 from app.validation import InvalidEvent, decode_event
 from schemas.events import ModelIdentity, ReceiptEvent
 from schemas.taxonomy import Taxonomy
@@ -108,16 +108,28 @@ class Pipeline:
 
         rejected = await self._publisher.publish([record for _, record in outputs])
         if rejected:
-            refusals = {id(r.record): r for r in rejected}
-            letters = [
-                self._dead_letter(message, "publish_rejected", str(refusals[id(record)]), now)
-                for message, record in outputs
-                if id(record) in refusals
-            ]
-            still_rejected = await self._publisher.publish(letters)
-            if still_rejected:
-                raise DeadLetterRefused(still_rejected[0])
+            await self._dead_letter_refused(outputs, rejected, now)
         return TakeResult(receipts=len(valid), items=len(texts), dead_letters=len(messages) - len(valid), outcome=outcome)
+
+    async def _dead_letter_refused(
+        self, outputs: list[tuple[InMessage, OutRecord]], rejected: list[RecordRejected], now: datetime
+    ) -> None:
+        """Records the broker refused for good go to the DLQ; if even that is refused (a dead letter
+        too large for the DLQ topic), the letter goes without the original bytes, which stay
+        findable at their source offset until retention removes them."""
+        refusals = {id(r.record): r for r in rejected}
+        sources = {id(record): message for message, record in outputs}
+        letters = []
+        for record_id, refusal in refusals.items():
+            message = sources[record_id]
+            if refusal.record.topic == self._topics.dlq:
+                reason = f"original dropped from the dead letter, the DLQ topic refused it: {refusal}"
+                letters.append(self._dead_letter(message, "dead_letter_too_large", reason, now, with_original=False))
+            else:
+                letters.append(self._dead_letter(message, "publish_rejected", str(refusal), now))
+        still_rejected = await self._publisher.publish(letters)
+        if still_rejected:
+            raise DeadLetterRefused(still_rejected[0])
 
     async def _run_model(self, texts: list[str]) -> EnrichmentOutcome:
         loop = asyncio.get_running_loop()
@@ -136,7 +148,9 @@ class Pipeline:
         batches = plan_batches(unique, self._count_tokens(unique), self._limits)
         return enrich_all([batch.texts for batch in batches], self._enrich, self._taxonomy)
 
-    def _dead_letter(self, message: InMessage, kind: str, reason: str, now: datetime) -> OutRecord:
+    def _dead_letter(
+        self, message: InMessage, kind: str, reason: str, now: datetime, *, with_original: bool = True
+    ) -> OutRecord:
         letter = dead_letter(
             kind=kind,
             message=reason,
@@ -145,7 +159,7 @@ class Pipeline:
             offset=message.offset,
             timestamp_ms=message.timestamp_ms,
             key=message.key,
-            value=message.value,
+            value=message.value if with_original else None,
             failed_at=now,
         )
         return OutRecord(self._topics.dlq, message.key, letter.model_dump_json().encode())

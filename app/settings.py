@@ -55,7 +55,12 @@ class Settings(BaseSettings):
         return self
 
     def producer_config(self) -> dict[str, object]:
-        return {"bootstrap.servers": self.bootstrap_servers, "client.id": f"{self.group_id}-producer"}
+        return {
+            "bootstrap.servers": self.bootstrap_servers,
+            "client.id": f"{self.group_id}-producer",
+            # Dead letters of near-1 MB messages are larger than 1 MB (see app/topics.py).
+            "message.max.bytes": 5 * 1024 * 1024,
+        }
 
     def admin_config(self) -> dict[str, object]:
         return {"bootstrap.servers": self.bootstrap_servers}

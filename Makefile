@@ -1,0 +1,15 @@
+# The two commands of the README. Everything else is reachable from them.
+.PHONY: demo test test-fast model
+
+demo:
+	bash deploy/local/demo.sh
+
+test:
+	bash tests/run.sh
+
+# Pure unit tier only: no broker, no torch model (seconds).
+test-fast:
+	bash tests/run.sh -m "not integration and not model and not training"
+
+model:
+	bash deploy/local/setup.sh && . deploy/local/env.sh && .venv/bin/python -m training.build_default_model
