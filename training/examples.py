@@ -45,6 +45,6 @@ def read_jsonl(path: Path) -> Iterator[LabeledExample]:
                     raw_name=record["raw_name"],
                     normalized_name=record["normalized_name"],
                     product=record["product"],
-                    brand=record.get("brand") or None,
+                    brand=None if record.get("brand") in (None, "", "-") else record["brand"],
                     category=record["category"],
                 )

@@ -1,0 +1,66 @@
+"""The default model through the production loader, generator and parser (no fakes)."""
+
+import pytest
+
+from model.enricher import Enricher
+from model.generation import BatchGenerator
+from model.loader import ModelNotFound, ModelSpec, load_model
+from schemas.events import ItemStatus
+from schemas.taxonomy import load_taxonomy
+
+pytestmark = pytest.mark.model
+
+SEED_ARTICLE_ITEMS = [
+    "СОК СОЧН ДОЛ ПЕРСИК ЯБЛ 1,93Л",
+    "Вода мин. 0,55л Сердце Контине",
+    "36572156371 вино бон вояж совиньон бл 1.000 x 469.90",
+    "Колготки жен. 'INNAMORE' SUP SLIM 40 den (тон Nero) р-р 3",
+    "НАП Б/А НЕГАЗ ХОЛ ЗЕЛ ЧАЙ ЛИПТОН",
+    "БАТАРЕЙКА АЛК MAXIMUM AAA 2 ШТ.ENERGIZER",
+]
+
+
+@pytest.fixture(scope="module")
+def loaded(default_model):
+    return load_model(ModelSpec(base_path=default_model.base, adapter_path=default_model.adapter))
+
+
+def test_the_seed_articles_examples_are_enriched_into_parsed_fields(loaded):
+    taxonomy = load_taxonomy()
+    answers = Enricher(BatchGenerator(loaded), taxonomy).enrich(SEED_ARTICLE_ITEMS)
+    by_item = dict(zip(SEED_ARTICLE_ITEMS, answers))
+    for item, answer in by_item.items():
+        assert answer.status is ItemStatus.OK, (item, answer)
+        assert answer.product and answer.normalized_name
+    assert by_item["СОК СОЧН ДОЛ ПЕРСИК ЯБЛ 1,93Л"].category.id == "beverages"
+    assert by_item["СОК СОЧН ДОЛ ПЕРСИК ЯБЛ 1,93Л"].product == "Сок"
+    assert by_item["Вода мин. 0,55л Сердце Контине"].category.id == "beverages"
+    assert by_item["36572156371 вино бон вояж совиньон бл 1.000 x 469.90"].category.id == "alcohol"
+    assert by_item["Колготки жен. 'INNAMORE' SUP SLIM 40 den (тон Nero) р-р 3"].category.id == "hosiery_underwear"
+    assert by_item["БАТАРЕЙКА АЛК MAXIMUM AAA 2 ШТ.ENERGIZER"].brand == "Energizer"
+
+
+def test_batched_left_padded_generation_equals_one_by_one(loaded):
+    generator = BatchGenerator(loaded)
+    prompts = [f"Чек: {item}\nОтвет: " for item in SEED_ARTICLE_ITEMS]
+    assert generator.generate(prompts) == [generator.generate([p])[0] for p in prompts]
+
+
+def test_identity_and_answer_budget_come_from_the_model_manifest(loaded):
+    assert loaded.identity.version.startswith("default-")
+    assert loaded.identity.adapter == "default-receipt-lora"
+    assert 8 < loaded.max_new_tokens < 128
+
+
+def test_a_missing_model_path_fails_fast_with_the_build_command_in_the_message(tmp_path):
+    with pytest.raises(ModelNotFound, match="build_default_model"):
+        load_model(ModelSpec(base_path=tmp_path / "nowhere"))
+
+
+def test_four_bit_loading_for_training_on_cpu_disables_the_avx512_repacking_trap(default_model):
+    import bitsandbytes
+
+    loaded = load_model(ModelSpec(base_path=default_model.base, quantize_4bit=True, for_training=True))
+    layers = [m for m in loaded.model.modules() if isinstance(m, bitsandbytes.nn.Linear4bit)]
+    assert layers, "the base was not quantized"
+    assert all(layer.support_avx512bf16_for_cpu is False for layer in layers)
