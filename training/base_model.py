@@ -1,12 +1,13 @@
 """The project's own small base model: a Llama-architecture LM pretrained on receipt-domain text.
 
 No model hub is reachable here, so the base that production gets from Llama-3-8B is built locally:
-a small LlamaConfig trained from scratch, full-parameter, on receipt-domain documents. A 4.5M
-model knows nothing, so its documents include prompt-and-answer pairs from an independent synthetic
-draw (another seed than the adapter's data): the stand-in for what a large base already knows.
-The LoRA adapter is then trained on the train split through training/sft.py, the production path.
-Measured (models/default/manifest.json): with raw strings and answers as separate documents only,
-LoRA (r=32, lr 2e-3) plateaued at 0.9 loss per answer token after 300 steps.
+a small LlamaConfig trained from scratch, full-parameter. A 4.5M-parameter model knows nothing, so
+its pretraining is the task itself on an independent synthetic draw (another seed than the adapter's
+data, held-out items removed): the stand-in for what a large base already knows. The LoRA adapter
+is then trained on the train split through training/sft.py, the production path.
+Measured before settling on this: with raw strings and answers as separate LM documents (56k docs,
+6.7 min), LoRA (r=32, lr 2e-3) was still at 0.9 loss per answer token after 300 steps; with
+12k prompt+answer documents and loss on every token the adapter started at 2.9.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast, Trainer, TrainingArguments
 
 from model.loader import MANIFEST_NAME
+from training.examples import LabeledExample
 
 
 @dataclass(frozen=True)
@@ -29,26 +31,17 @@ class BaseModelConfig:
     num_hidden_layers: int = 4
     num_attention_heads: int = 4
     max_position_embeddings: int = 256
-    learning_rate: float = 1e-3
-    epochs: float = 1.0
+    learning_rate: float = 2e-3
+    epochs: float = 3.0
     batch_size: int = 32
     seed: int = 1234
 
 
-class _TextDataset(torch.utils.data.Dataset):
-    def __init__(self, texts: list[str], tokenizer: PreTrainedTokenizerFast, max_tokens: int) -> None:
-        eos = tokenizer.eos_token_id
-        self.rows = [ids[: max_tokens - 1] + [eos] for ids in tokenizer(texts)["input_ids"]]
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def __getitem__(self, index: int) -> dict[str, list[int]]:
-        return {"input_ids": self.rows[index], "labels": self.rows[index]}
-
-
-def pretrain_base(texts: list[str], tokenizer: PreTrainedTokenizerFast, out_dir: Path, config: BaseModelConfig) -> dict:
-    from training.sft import PadCollator  # same padding and label masking as fine-tuning
+def pretrain_base(
+    examples: list[LabeledExample], tokenizer: PreTrainedTokenizerFast, out_dir: Path, config: BaseModelConfig
+) -> dict:
+    # Same tokenization, label masking and padding as fine-tuning.
+    from training.sft import AnswerOnlyDataset, PadCollator
 
     torch.manual_seed(config.seed)
     model = LlamaForCausalLM(
@@ -66,7 +59,7 @@ def pretrain_base(texts: list[str], tokenizer: PreTrainedTokenizerFast, out_dir:
             tie_word_embeddings=True,
         )
     )
-    dataset = _TextDataset(texts, tokenizer, config.max_position_embeddings)
+    dataset = AnswerOnlyDataset(examples, tokenizer, config.max_position_embeddings)
     args = TrainingArguments(
         output_dir=str(out_dir / "_checkpoints"),
         per_device_train_batch_size=config.batch_size,

@@ -86,10 +86,8 @@ def build(out: Path, seed: int) -> dict:
     tokenizer = train_tokenizer((e.prompt() + e.answer(taxonomy) for e in train), VOCAB_SIZE, base_dir)
     # The base's own draw: another seed, so the adapter's held-out split stays unseen by both stages.
     held_out = {normalize_key(e.raw_name) for name in ("validation", "test") for e in read_jsonl(data_dir / f"{name}.jsonl")}
-    documents = [
-        e.prompt() + e.answer(taxonomy) for e in generate(BASE_PAIRS, seed + 1) if normalize_key(e.raw_name) not in held_out
-    ]
-    base_summary = pretrain_base(documents, tokenizer, base_dir, BaseModelConfig(seed=seed))
+    pairs = [e for e in generate(BASE_PAIRS, seed + 1) if normalize_key(e.raw_name) not in held_out]
+    base_summary = pretrain_base(pairs, tokenizer, base_dir, BaseModelConfig(seed=seed))
     shutil.rmtree(base_dir / "_checkpoints", ignore_errors=True)
     timings["base_s"] = round(time.perf_counter() - mark, 1)
 
