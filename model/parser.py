@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from model.grounding import brand_is_grounded
 from model.prompt import FIELD_SEPARATOR, NO_BRAND, clean_raw_name
 from schemas.events import ItemStatus
 from schemas.taxonomy import Category, Taxonomy, UnknownCategory
@@ -39,7 +40,8 @@ def parse_answer(answer: str, raw_name: str, taxonomy: Taxonomy) -> ParsedAnswer
     """Parse ``normalized##product##brand##category``; fields that cannot be trusted fall back.
 
     Fallbacks: the cleaned raw name for the normalized name, no product, no brand, and the
-    taxonomy's ``other`` category.
+    taxonomy's ``other`` category. A brand the raw string does not support is dropped (see
+    model/grounding.py): no brand is a better answer than an invented one.
     """
     first_line = answer.strip().split("\n", 1)[0]
     parts = first_line.split(FIELD_SEPARATOR)
@@ -48,7 +50,7 @@ def parse_answer(answer: str, raw_name: str, taxonomy: Taxonomy) -> ParsedAnswer
     normalized = _field(parts, 0, MAX_NAME_CHARS)
     product = _field(parts, 1, MAX_FIELD_CHARS)
     brand = _field(parts, 2, MAX_FIELD_CHARS)
-    if brand == NO_BRAND:
+    if brand == NO_BRAND or (brand is not None and not brand_is_grounded(brand, raw_name)):
         brand = None
     category_text = parts[-1] if len(parts) >= _FIELD_COUNT else ""
 

@@ -8,7 +8,8 @@ from model.parser import parse_answer
 from schemas.events import ItemStatus
 from schemas.taxonomy import load_taxonomy
 from training.catalog import CatalogError, all_brands, load_catalog
-from training.noise import NoiseConfig, to_cyrillic
+from model.grounding import to_cyrillic
+from training.noise import NoiseConfig
 from training.synth import generate
 
 TAXONOMY = load_taxonomy()

@@ -13,14 +13,9 @@ import random
 import re
 from dataclasses import dataclass
 
+from model.grounding import to_cyrillic
+
 _VOWELS = set("аеёиоуыэюяАЕЁИОУЫЭЮЯaeiouAEIOU")
-_LATIN_TO_CYRILLIC = [
-    ("sch", "ш"), ("sh", "ш"), ("ch", "ч"), ("zh", "ж"), ("kh", "х"), ("ts", "ц"), ("ya", "я"), ("yu", "ю"),
-    ("yo", "е"), ("ee", "и"), ("oo", "у"), ("ph", "ф"), ("th", "т"), ("ck", "к"), ("qu", "кв"), ("x", "кс"),
-    ("a", "а"), ("b", "б"), ("c", "к"), ("d", "д"), ("e", "е"), ("f", "ф"), ("g", "г"), ("h", "х"), ("i", "и"),
-    ("j", "дж"), ("k", "к"), ("l", "л"), ("m", "м"), ("n", "н"), ("o", "о"), ("p", "п"), ("q", "к"), ("r", "р"),
-    ("s", "с"), ("t", "т"), ("u", "у"), ("v", "в"), ("w", "в"), ("y", "и"), ("z", "з"),
-]
 _CYRILLIC_TO_LATIN = {
     "а": "a", "б": "b", "в": "v", "г": "g", "д": "d", "е": "e", "ё": "e", "ж": "zh", "з": "z", "и": "i", "й": "y",
     "к": "k", "л": "l", "м": "m", "н": "n", "о": "o", "п": "p", "р": "r", "с": "s", "т": "t", "у": "u", "ф": "f",
@@ -65,20 +60,6 @@ def drop_vowels(word: str) -> str:
     if len(word) <= 3 or not word.isalpha():
         return word
     return word[0] + "".join(ch for ch in word[1:-1] if ch not in _VOWELS) + word[-1]
-
-
-def to_cyrillic(text: str) -> str:
-    out, lower, i = [], text.lower(), 0
-    while i < len(lower):
-        for latin, cyrillic in _LATIN_TO_CYRILLIC:
-            if lower.startswith(latin, i):
-                out.append(cyrillic)
-                i += len(latin)
-                break
-        else:
-            out.append(lower[i])
-            i += 1
-    return "".join(out).upper()
 
 
 def to_latin(text: str) -> str:

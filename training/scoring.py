@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from training.noise import to_cyrillic
+from model.grounding import to_cyrillic
 
 
 def fold(text: str | None) -> str:

@@ -9,6 +9,7 @@ import argparse
 import random
 from pathlib import Path
 
+from model.grounding import brand_is_grounded, to_cyrillic
 from training.catalog import BY_WEIGHT, ProductType, load_catalog
 from training.examples import LabeledExample, write_jsonl
 from training.noise import (
@@ -17,7 +18,6 @@ from training.noise import (
     drop_vowels,
     format_size,
     is_latin,
-    to_cyrillic,
     to_latin,
     typo,
 )
@@ -105,11 +105,16 @@ def make_example(rng: random.Random, product: ProductType, config: NoiseConfig) 
     # A part the register did not print cannot be in the answer: the model must not learn to invent it.
     variant = rng.choice(product.variants) if rng.random() >= config.drop_variant else None
     size = rng.choice(product.sizes) if rng.random() >= config.drop_size else None
+    raw_name = render_raw(rng, product, brand, variant, size, config)
+    if brand and not brand_is_grounded(brand, raw_name):
+        # Truncation or typos removed the brand from the print: the label must not know it either,
+        # or the model learns to invent brands (the parser drops ungrounded brands at serving time).
+        brand = None
     normalized = " ".join(
         part for part in (product.product, brand, variant, None if size == BY_WEIGHT else size) if part
     )
     return LabeledExample(
-        raw_name=render_raw(rng, product, brand, variant, size, config),
+        raw_name=raw_name,
         normalized_name=normalized,
         product=product.product,
         brand=brand,

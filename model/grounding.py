@@ -1,0 +1,51 @@
+"""Keep a brand only if the raw string supports it: a small model must not invent brands.
+
+A brand is grounded when one of its words (in its own script or transliterated Latin → Cyrillic,
+the way registers print ``ЛИПТОН`` for Lipton) shares its first three letters with a word of the
+raw string; registers cut words to 3–5 letters (``СОЧН ДОЛ``), so three is the shortest fair test.
+"""
+
+from __future__ import annotations
+
+import re
+
+_LATIN_TO_CYRILLIC = [
+    ("sch", "ш"), ("sh", "ш"), ("ch", "ч"), ("zh", "ж"), ("kh", "х"), ("ts", "ц"), ("ya", "я"), ("yu", "ю"),
+    ("yo", "е"), ("ee", "и"), ("oo", "у"), ("ph", "ф"), ("th", "т"), ("ck", "к"), ("qu", "кв"), ("x", "кс"),
+    ("a", "а"), ("b", "б"), ("c", "к"), ("d", "д"), ("e", "е"), ("f", "ф"), ("g", "г"), ("h", "х"), ("i", "и"),
+    ("j", "дж"), ("k", "к"), ("l", "л"), ("m", "м"), ("n", "н"), ("o", "о"), ("p", "п"), ("q", "к"), ("r", "р"),
+    ("s", "с"), ("t", "т"), ("u", "у"), ("v", "в"), ("w", "в"), ("y", "и"), ("z", "з"),
+]
+_PREFIX = 3
+
+
+def to_cyrillic(text: str) -> str:
+    """Latin letters to their usual Cyrillic register spelling, upper case (``Lipton`` → ``ЛИПТОН``)."""
+    out, lower, i = [], text.lower(), 0
+    while i < len(lower):
+        for latin, cyrillic in _LATIN_TO_CYRILLIC:
+            if lower.startswith(latin, i):
+                out.append(cyrillic)
+                i += len(latin)
+                break
+        else:
+            out.append(lower[i])
+            i += 1
+    return "".join(out).upper()
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"\w+", text.lower().replace("ё", "е"))
+
+
+def brand_is_grounded(brand: str, raw_name: str) -> bool:
+    raw_words = _words(raw_name) + _words(to_cyrillic(raw_name))
+    prefixes = {w[:_PREFIX] for w in raw_words if len(w) >= _PREFIX}
+    for spelling in (brand, to_cyrillic(brand)):
+        words = _words(spelling)
+        long_words = [w for w in words if len(w) >= _PREFIX]
+        if long_words and any(w[:_PREFIX] in prefixes for w in long_words):
+            return True
+        if not long_words and any(w in raw_words for w in words):
+            return True
+    return False
