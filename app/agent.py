@@ -60,9 +60,10 @@ def create_app(settings: Settings, pipeline: Pipeline) -> faust.App:
             for event in events:
                 await stream.ack(event)
             log.info(
-                "take_done receipts=%d items=%d dead_letters=%d model_calls=%d failed_items=%d",
+                "take_done receipts=%d items=%d cached=%d dead_letters=%d model_calls=%d failed_items=%d",
                 result.receipts,
                 result.items,
+                result.outcome.cached_items,
                 result.dead_letters,
                 result.outcome.model_calls,
                 result.outcome.failed_items,

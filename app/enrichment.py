@@ -9,6 +9,8 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from app.batcher import BatchLimits, plan_batches
+from app.cache import AnswerCache
 from model.enricher import ModelBatchFailed
 from model.parser import ParsedAnswer
 from model.prompt import clean_raw_name
@@ -26,6 +28,7 @@ class EnrichmentOutcome:
     model_calls: int = 0
     failed_calls: int = 0
     failed_items: int = 0
+    cached_items: int = 0
 
 
 def enrich_all(batches: Sequence[Sequence[str]], enrich: EnrichFn, taxonomy: Taxonomy) -> EnrichmentOutcome:
@@ -53,6 +56,27 @@ def enrich_all(batches: Sequence[Sequence[str]], enrich: EnrichFn, taxonomy: Tax
                 outcome.answers[batch[0]] = fallback_answer(batch[0], taxonomy)
             continue
         outcome.answers.update(zip(batch, answers))
+    return outcome
+
+
+def answer_texts(
+    texts: Sequence[str],
+    cache: AnswerCache | None,
+    count_tokens: Callable[[Sequence[str]], list[int]],
+    limits: BatchLimits,
+    enrich: EnrichFn,
+    taxonomy: Taxonomy,
+) -> EnrichmentOutcome:
+    """Answer every distinct text once: from the cache where known, else in planned model batches."""
+    unique = list(dict.fromkeys(texts))
+    cached = cache.lookup(unique) if cache is not None else {}
+    todo = [text for text in unique if text not in cached]
+    batches = plan_batches(todo, count_tokens(todo), limits)
+    outcome = enrich_all([batch.texts for batch in batches], enrich, taxonomy)
+    if cache is not None:
+        cache.store(outcome.answers)
+    outcome.answers.update(cached)
+    outcome.cached_items = len(cached)
     return outcome
 
 

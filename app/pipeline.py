@@ -20,9 +20,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from app.assembler import assemble, model_text
-from app.batcher import BatchLimits, plan_batches
+from app.batcher import BatchLimits
+from app.cache import AnswerCache
 from app.dead_letter import dead_letter
-from app.enrichment import EnrichFn, EnrichmentOutcome, enrich_all
+from app.enrichment import EnrichFn, EnrichmentOutcome, answer_texts
 from app.publisher import OutRecord, Publisher, RecordRejected
 from app.validation import InvalidEvent, decode_event
 from schemas.events import ModelIdentity, ReceiptEvent
@@ -76,6 +77,7 @@ class Pipeline:
         publisher: Publisher,
         topics: Topics,
         model_timeout_s: float,
+        cache: AnswerCache | None = None,
     ) -> None:
         self._enrich = enrich
         self._count_tokens = count_tokens
@@ -85,6 +87,7 @@ class Pipeline:
         self._publisher = publisher
         self._topics = topics
         self._model_timeout_s = model_timeout_s
+        self._cache = cache
         # The model gets one thread of its own: the event loop keeps heartbeats and fetches going.
         self._model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
 
@@ -144,9 +147,7 @@ class Pipeline:
                 log.error("model_slow waited_s=%.0f items=%d", waited, len(texts))
 
     def _plan_and_enrich(self, texts: list[str]) -> EnrichmentOutcome:
-        unique = list(dict.fromkeys(texts))
-        batches = plan_batches(unique, self._count_tokens(unique), self._limits)
-        return enrich_all([batch.texts for batch in batches], self._enrich, self._taxonomy)
+        return answer_texts(texts, self._cache, self._count_tokens, self._limits, self._enrich, self._taxonomy)
 
     def _dead_letter(
         self, message: InMessage, kind: str, reason: str, now: datetime, *, with_original: bool = True

@@ -39,6 +39,11 @@ class Settings(BaseSettings):
     batch_max_tokens: int = Field(default=8192, ge=64)
     model_timeout_s: float = Field(default=120.0, gt=0)
 
+    # Answer cache: an in-process LRU, and a shared Redis store when a URL is given.
+    cache_max_entries: int = Field(default=200_000, ge=1)
+    redis_url: str | None = None
+    cache_ttl_s: int = Field(default=30 * 24 * 3600, ge=60)
+
     # Model
     model_base_path: Path = REPO_ROOT / "models" / "default" / "base"
     model_adapter_path: Path | None = REPO_ROOT / "models" / "default" / "adapter"

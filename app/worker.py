@@ -8,13 +8,14 @@ import faust
 
 from app.agent import create_app
 from app.batcher import BatchLimits
+from app.cache import AnswerCache, LruStore
 from app.pipeline import Pipeline, Topics
 from app.publisher import Publisher
 from app.settings import Settings
 from model.enricher import Enricher
 from model.generation import BatchGenerator
 from model.loader import ModelSpec, load_model
-from schemas.taxonomy import load_taxonomy
+from schemas.taxonomy import Taxonomy, load_taxonomy
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,17 @@ def build_pipeline(settings: Settings) -> Pipeline:
         publisher=Publisher(settings.producer_config(), settings.produce_timeout_s),
         topics=Topics(output=settings.output_topic, dlq=settings.dlq_topic),
         model_timeout_s=settings.model_timeout_s,
+        cache=build_cache(settings, loaded.identity.version, taxonomy),
     )
+
+
+def build_cache(settings: Settings, model_version: str, taxonomy: Taxonomy) -> AnswerCache:
+    shared = None
+    if settings.redis_url:
+        from app.redis_store import RedisAnswerStore
+
+        shared = RedisAnswerStore(settings.redis_url, settings.cache_ttl_s)
+    return AnswerCache(model_version, taxonomy, LruStore(settings.cache_max_entries), shared)
 
 
 def run_worker(settings: Settings) -> None:

@@ -1,6 +1,7 @@
 import pytest
 
-from training.dataset import DatasetError, build, deduplicate, normalize_key, split_of
+from model.item_key import item_key
+from training.dataset import DatasetError, build, deduplicate, split_of
 from training.examples import LabeledExample, read_jsonl, write_jsonl
 
 
@@ -8,10 +9,10 @@ def _example(raw: str, category: str = "beverages") -> LabeledExample:
     return LabeledExample(raw_name=raw, normalized_name="Сок", product="Сок", brand=None, category=category)
 
 
-def test_normalized_key_strips_case_spacing_article_codes_and_quantity_tails():
-    assert normalize_key("36572156371 вино бон вояж совиньон бл 1.000 x 469.90") == "вино бон вояж совиньон бл"
-    assert normalize_key("  СОК   СОЧН ДОЛ 1,93Л ") == normalize_key("сок сочн дол 1,93л")
-    assert normalize_key("ЙОГУРТ 2,5% 300Г") != normalize_key("ЙОГУРТ 3,2% 300Г")  # numbers are kept
+def test_item_key_strips_case_spacing_article_codes_and_quantity_tails():
+    assert item_key("36572156371 вино бон вояж совиньон бл 1.000 x 469.90") == "вино бон вояж совиньон бл"
+    assert item_key("  СОК   СОЧН ДОЛ 1,93Л ") == item_key("сок сочн дол 1,93л")
+    assert item_key("ЙОГУРТ 2,5% 300Г") != item_key("ЙОГУРТ 3,2% 300Г")  # numbers are kept
 
 
 def test_the_same_item_never_lands_on_both_sides_of_a_split():

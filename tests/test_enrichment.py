@@ -46,3 +46,20 @@ def test_an_item_that_always_fails_goes_out_with_model_error_status_and_others_s
 def test_model_calls_are_counted_once_per_batch_when_nothing_fails():
     outcome = enrich_all([["a", "b"], ["c"]], OutOfMemoryAbove(max_ok=10), TAXONOMY)
     assert outcome.model_calls == 2 and outcome.failed_calls == 0
+
+
+def test_duplicates_are_generated_once_and_repeats_come_from_the_cache():
+    from app.batcher import BatchLimits
+    from app.cache import AnswerCache, LruStore
+    from app.enrichment import answer_texts
+
+    model = OutOfMemoryAbove(max_ok=100)
+    cache = AnswerCache("v1", TAXONOMY, LruStore(100))
+    limits = BatchLimits(max_items=8, max_tokens=10_000, answer_tokens=16)
+    count = lambda texts: [len(t) for t in texts]  # noqa: E731
+    first = answer_texts(["ХЛЕБ", "МОЛОКО", "ХЛЕБ", "ХЛЕБ"], cache, count, limits, model, TAXONOMY)
+    assert model.calls == [2] and first.cached_items == 0
+    assert set(first.answers) == {"ХЛЕБ", "МОЛОКО"}
+    second = answer_texts(["ХЛЕБ", "СОК"], cache, count, limits, model, TAXONOMY)
+    assert model.calls == [2, 1] and second.cached_items == 1
+    assert set(second.answers) == {"ХЛЕБ", "СОК"}

@@ -24,7 +24,7 @@ from model.loader import MANIFEST_NAME, ModelSpec, load_model
 from schemas.taxonomy import load_taxonomy
 from training.base_model import BaseModelConfig, pretrain_base
 from training.dataset import build as build_dataset
-from training.dataset import normalize_key
+from model.item_key import item_key
 from training.examples import read_jsonl
 from training.synth import generate
 from training.tokenizer import efficiency, train_tokenizer
@@ -85,8 +85,8 @@ def build(out: Path, seed: int) -> dict:
     base_dir = out / "base"
     tokenizer = train_tokenizer((e.prompt() + e.answer(taxonomy) for e in train), VOCAB_SIZE, base_dir)
     # The base's own draw: another seed, so the adapter's held-out split stays unseen by both stages.
-    held_out = {normalize_key(e.raw_name) for name in ("validation", "test") for e in read_jsonl(data_dir / f"{name}.jsonl")}
-    pairs = [e for e in generate(BASE_PAIRS, seed + 1) if normalize_key(e.raw_name) not in held_out]
+    held_out = {item_key(e.raw_name) for name in ("validation", "test") for e in read_jsonl(data_dir / f"{name}.jsonl")}
+    pairs = [e for e in generate(BASE_PAIRS, seed + 1) if item_key(e.raw_name) not in held_out]
     base_summary = pretrain_base(pairs, tokenizer, base_dir, BaseModelConfig(seed=seed))
     shutil.rmtree(base_dir / "_checkpoints", ignore_errors=True)
     timings["base_s"] = round(time.perf_counter() - mark, 1)

@@ -14,33 +14,24 @@ import argparse
 import csv
 import hashlib
 import json
-import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
+from model.item_key import item_key
 from schemas.taxonomy import Taxonomy, load_taxonomy
 from training.examples import LabeledExample, read_jsonl, write_jsonl
 
 SPLITS = ("train", "validation", "test")
-_ARTICLE_PREFIX = re.compile(r"^\s*\d{5,}\s+")
-_QUANTITY_TAIL = re.compile(r"\s+\d+(?:[.,]\d+)?\s*[xх×\*]\s*\d+(?:[.,]\d+)?\s*$", re.IGNORECASE)
+
 
 
 class DatasetError(ValueError):
     """A labeled example that cannot be used; the message names the file and line."""
 
 
-def normalize_key(raw_name: str) -> str:
-    """The identity of an item string: case, spacing, article-code prefix and ``1.000 x 469.90`` tail removed."""
-    text = raw_name.lower().replace("ё", "е")
-    text = _ARTICLE_PREFIX.sub("", text)
-    text = _QUANTITY_TAIL.sub("", text)
-    return " ".join(text.split())
-
-
 def split_of(raw_name: str, validation_share: float = 0.05, test_share: float = 0.05) -> str:
-    bucket = int.from_bytes(hashlib.sha256(normalize_key(raw_name).encode()).digest()[:8], "big") / 2**64
+    bucket = int.from_bytes(hashlib.sha256(item_key(raw_name).encode()).digest()[:8], "big") / 2**64
     if bucket < test_share:
         return "test"
     if bucket < test_share + validation_share:
@@ -52,7 +43,7 @@ def deduplicate(examples: Iterable[LabeledExample]) -> list[LabeledExample]:
     """First example per normalized raw string wins."""
     seen: dict[str, LabeledExample] = {}
     for example in examples:
-        seen.setdefault(normalize_key(example.raw_name), example)
+        seen.setdefault(item_key(example.raw_name), example)
     return list(seen.values())
 
 

@@ -15,6 +15,7 @@ import csv
 import json
 import random
 import time
+from collections import Counter
 from pathlib import Path
 
 from model.generation import BatchGenerator
@@ -119,6 +120,28 @@ def evaluate(args: argparse.Namespace) -> dict:
     return report
 
 
+def survey_unlabeled(args: argparse.Namespace) -> dict:
+    """Real items without labels: what share parses, which categories come out, and samples to read."""
+    with args.unlabeled.open(encoding="utf-8", newline="") as source:
+        names = [row["item_name"] for row in csv.DictReader(source)]
+    raws = random.Random(0).sample(names, min(args.limit or 200, len(names)))
+    answers, items_per_second = predict(raws, args.base, args.adapter, args.mode, [])
+    statuses = Counter(a.status.value for a in answers)
+    return {
+        "name": args.out.name,
+        "mode": args.mode,
+        "data": str(args.unlabeled),
+        "scores": {"items": len(raws), "parsed": statuses.get("ok", 0) / len(raws), "items_per_second": round(items_per_second, 1)},
+        "statuses": dict(statuses),
+        "with_brand": sum(a.brand is not None for a in answers) / len(raws),
+        "categories": dict(Counter(a.category.id for a in answers).most_common()),
+        "examples": [
+            {"raw": raw, "predicted": [a.normalized_name, a.product, a.brand, a.category.id, a.status.value]}
+            for raw, a in zip(raws, answers)
+        ],
+    }
+
+
 def markdown(reports: list[dict]) -> str:
     fields = ["parsed", "product", "brand", "category", "category_macro_f1", "name_similarity", "items_per_second"]
     fields = [f for f in fields if any(f in r["scores"] for r in reports)]
@@ -141,6 +164,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--mode", choices=["adapter", "merged", "zero-shot", "few-shot"], default="adapter")
     parser.add_argument("--data", type=Path)
     parser.add_argument("--benchmark", type=Path)
+    parser.add_argument("--unlabeled", type=Path, help="CSV with an item_name column: survey real items without labels")
     parser.add_argument("--shots-from", type=Path, help="labeled JSONL the few-shot examples are drawn from")
     parser.add_argument("--limit", type=int)
     parser.add_argument("--out", type=Path)
@@ -149,18 +173,18 @@ def main(argv: list[str] | None = None) -> None:
     if args.compare:
         print(markdown([json.loads(p.read_text(encoding="utf-8")) for p in args.compare]))
         return
-    if not args.base or not args.out or not (args.data or args.benchmark):
-        parser.error("--base, --out and one of --data/--benchmark are required")
+    if not args.base or not args.out or not (args.data or args.benchmark or args.unlabeled):
+        parser.error("--base, --out and one of --data/--benchmark/--unlabeled are required")
     if args.mode == "few-shot" and not args.shots_from:
         parser.error("--mode few-shot needs --shots-from")
-    report = evaluate(args)
+    report = survey_unlabeled(args) if args.unlabeled else evaluate(args)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(report, ensure_ascii=False, indent=2), encoding="utf-8")
     table = markdown([report])
     args.out.with_suffix(".md").write_text(table, encoding="utf-8")
     print(table)
     print("worst category confusions (gold → predicted, count):")
-    for gold, predicted, count in report["worst_confusions"]:
+    for gold, predicted, count in report.get("worst_confusions", []):
         print(f"  {gold} → {predicted}: {count}")
 
 

@@ -1,0 +1,20 @@
+"""The identity of an item string, shared by the answer cache and the dataset splitter.
+
+Two strings with the same key get the same answer: case, spacing, ё/е, a leading article code and a
+trailing ``1.000 x 469.90`` quantity-times-price tail do not change what the product is. Numbers
+inside the name (fat %, volume) are kept: they do.
+"""
+
+from __future__ import annotations
+
+import re
+
+_ARTICLE_PREFIX = re.compile(r"^\s*\d{5,}\s+")
+_QUANTITY_TAIL = re.compile(r"\s+\d+(?:[.,]\d+)?\s*[xх×\*]\s*\d+(?:[.,]\d+)?\s*$", re.IGNORECASE)
+
+
+def item_key(raw_name: str) -> str:
+    text = raw_name.lower().replace("ё", "е")
+    text = _ARTICLE_PREFIX.sub("", text)
+    text = _QUANTITY_TAIL.sub("", text)
+    return " ".join(text.split())
