@@ -50,7 +50,12 @@ def parse_answer(answer: str, raw_name: str, taxonomy: Taxonomy) -> ParsedAnswer
     normalized = _field(parts, 0, MAX_NAME_CHARS)
     product = _field(parts, 1, MAX_FIELD_CHARS)
     brand = _field(parts, 2, MAX_FIELD_CHARS)
-    if brand == NO_BRAND or (brand is not None and not brand_is_grounded(brand, raw_name)):
+    if brand is not None and brand != NO_BRAND and not brand_is_grounded(brand, raw_name):
+        # An invented brand also leaves the normalized name, which would otherwise still show it.
+        if normalized is not None:
+            normalized = " ".join(normalized.replace(brand, " ").split()) or None
+        brand = None
+    elif brand == NO_BRAND:
         brand = None
     category_text = parts[-1] if len(parts) >= _FIELD_COUNT else ""
 

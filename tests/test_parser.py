@@ -99,6 +99,7 @@ def test_cleaned_raw_names_have_no_separator_no_control_characters_and_bounded_l
 def test_a_brand_the_raw_string_does_not_support_is_dropped_not_invented():
     invented = parse_answer("Сок Спеленок вишневый 1,93 л##Сок##Спеленок##Напитки", RAW, TAXONOMY)
     assert invented.brand is None and invented.status is ItemStatus.OK
+    assert invented.normalized_name == "Сок вишневый 1,93 л"
     grounded = parse_answer("Сок Сочная Долина 1,93 л##Сок##Сочная Долина##Напитки", RAW, TAXONOMY)
     assert grounded.brand == "Сочная Долина"
     transliterated = parse_answer("Чай Lipton##Холодный чай##Lipton##Напитки", "НАП ХОЛ ЗЕЛ ЧАЙ ЛИПТОН", TAXONOMY)
