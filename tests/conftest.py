@@ -20,6 +20,7 @@ for variable in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"
 
 @pytest.fixture(scope="session")
 def kafka_broker(tmp_path_factory) -> LocalKafka:
+    """One real broker for the whole session on free ports; never restart it (use your own LocalKafka for that)."""
     broker = LocalKafka(tmp_path_factory.mktemp("kafka"))
     broker.start()
     yield broker
