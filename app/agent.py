@@ -43,6 +43,7 @@ def create_app(settings: Settings, pipeline: Pipeline) -> faust.App:
         topic_partitions=settings.topic_partitions,
         topic_disable_leader=True,
         web_enabled=False,
+        datadir=str(settings.state_dir / settings.group_id),
     )
     receipts = app.topic(settings.input_topic, key_type=bytes, value_type=bytes, allow_empty=True)
 

@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     quantize_4bit: bool | None = None
     torch_threads: int = Field(default=0, ge=0, description="0 = torch default")
 
+    # Faust keeps per-app state here (this service has no tables, but Faust creates the folder).
+    state_dir: Path = REPO_ROOT / ".local" / "faust"
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @model_validator(mode="after")
