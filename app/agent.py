@@ -28,6 +28,8 @@ def _in_message(event: EventT) -> InMessage:
 
 def create_app(settings: Settings, pipeline: Pipeline) -> faust.App:
     """Build the app without touching the network (a factory, so tests and tools can build their own)."""
+    datadir = settings.state_dir / settings.group_id
+    datadir.parent.mkdir(parents=True, exist_ok=True)  # Faust creates only the last level
     app = faust.App(
         settings.group_id,
         broker=[f"kafka://{server}" for server in settings.bootstrap_servers.split(",")],
@@ -43,7 +45,7 @@ def create_app(settings: Settings, pipeline: Pipeline) -> faust.App:
         topic_partitions=settings.topic_partitions,
         topic_disable_leader=True,
         web_enabled=False,
-        datadir=str(settings.state_dir / settings.group_id),
+        datadir=str(datadir),
     )
     receipts = app.topic(settings.input_topic, key_type=bytes, value_type=bytes, allow_empty=True)
 

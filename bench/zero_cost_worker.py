@@ -6,6 +6,8 @@ usual ENRICHER_* settings.
 
 from __future__ import annotations
 
+import logging
+
 import faust
 
 from app.agent import create_app
@@ -21,6 +23,7 @@ from schemas.taxonomy import load_taxonomy
 
 def main() -> None:
     settings = Settings()
+    logging.basicConfig(level=settings.log_level, format="ts=%(asctime)s level=%(levelname)s logger=%(name)s event=%(message)s")
     taxonomy = load_taxonomy()
     other = taxonomy.fallback
 
@@ -39,7 +42,7 @@ def main() -> None:
         cache=AnswerCache("bench", taxonomy, LruStore(settings.cache_max_entries)),
     )
     app = create_app(settings, pipeline)
-    faust.Worker(app, loglevel="WARNING", redirect_stdouts=False, override_logging=False).execute_from_commandline()
+    faust.Worker(app, loglevel=settings.log_level, redirect_stdouts=False, override_logging=False).execute_from_commandline()
 
 
 if __name__ == "__main__":
