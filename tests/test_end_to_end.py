@@ -118,7 +118,8 @@ def test_valid_receipts_are_enriched_exactly_once_and_malformed_ones_go_to_the_d
     names = load_item_names()
     receipts = [sample_receipt_event(rng, names, i) for i in range(VALID_RECEIPTS)]
     malformed = _malformed_messages(rng)
-    producer = Producer({"bootstrap.servers": kafka_bootstrap, "message.max.bytes": 1_040_000})
+    # Upstream producers compress; the worker's consumer must read compressed batches.
+    producer = Producer({"bootstrap.servers": kafka_bootstrap, "message.max.bytes": 1_040_000, "compression.type": "lz4"})
     stream = [(r.client_id.encode(), r.model_dump_json().encode()) for r in receipts]
     stream += [(f"bad-{i}".encode(), value) for i, (_, value) in enumerate(malformed)]
     rng.shuffle(stream)
