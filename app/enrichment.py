@@ -27,6 +27,8 @@ class EnrichmentOutcome:
     answers: dict[str, ParsedAnswer] = field(default_factory=dict)
     model_calls: int = 0
     failed_calls: int = 0
+    # Failed model calls by ModelBatchFailed.kind (model.enricher.FAILURE_KINDS): what an error counter records.
+    failed_calls_by_kind: dict[str, int] = field(default_factory=dict)
     failed_items: int = 0
     cached_items: int = 0
 
@@ -47,7 +49,8 @@ def enrich_all(batches: Sequence[Sequence[str]], enrich: EnrichFn, taxonomy: Tax
             answers = enrich(batch)
         except ModelBatchFailed as error:
             outcome.failed_calls += 1
-            log.warning("model_batch_failed size=%d reason=%s", len(batch), error.reason)
+            outcome.failed_calls_by_kind[error.kind] = outcome.failed_calls_by_kind.get(error.kind, 0) + 1
+            log.warning("model_batch_failed size=%d kind=%s reason=%s", len(batch), error.kind, error.reason)
             if len(batch) > 1:
                 middle = len(batch) // 2
                 pending.extend([batch[middle:], batch[:middle]])

@@ -29,7 +29,7 @@ def build_pipeline(settings: Settings) -> Pipeline:
             quantize_4bit=settings.quantize_4bit,
         )
     )
-    generator = BatchGenerator(loaded)
+    generator = BatchGenerator(loaded, max_time_s=settings.model_timeout_s)
     taxonomy = load_taxonomy()
     log.info(
         "model_loaded base=%s adapter=%s version=%s device=%s",

@@ -11,12 +11,32 @@ from schemas.taxonomy import Taxonomy
 
 
 class ModelBatchFailed(RuntimeError):
-    """Generation failed for a whole batch (out of memory, a kernel error, a wrong answer count)."""
+    """Generation failed for a whole batch (out of memory, a kernel error, a timeout, a wrong answer count).
 
-    def __init__(self, batch_size: int, reason: str) -> None:
-        super().__init__(f"model failed on a batch of {batch_size} items: {reason}")
+    ``kind`` is one of FAILURE_KINDS, a bounded set an error counter can be labelled with.
+    """
+
+    def __init__(self, batch_size: int, reason: str, kind: str = "error") -> None:
+        super().__init__(f"model failed on a batch of {batch_size} items ({kind}): {reason}")
         self.batch_size = batch_size
         self.reason = reason
+        self.kind = kind
+
+
+FAILURE_KINDS = ("timeout", "out_of_memory", "answer_count", "error")
+
+
+class GenerationTimeout(RuntimeError):
+    """A generator stopped a batch at its deadline; the answers it had so far are incomplete."""
+
+
+def _failure_kind(error: Exception) -> str:
+    if isinstance(error, GenerationTimeout):
+        return "timeout"
+    # torch.OutOfMemoryError on CUDA; the CPU allocator raises a plain RuntimeError saying so.
+    if type(error).__name__ == "OutOfMemoryError" or "out of memory" in str(error).lower():
+        return "out_of_memory"
+    return "error"
 
 
 class Generator(Protocol):
@@ -34,8 +54,11 @@ class Enricher:
             return []
         try:
             answers = self._generator.generate([build_prompt(name) for name in raw_names])
-        except RuntimeError as error:  # torch reports OOM and kernel failures as RuntimeError subclasses
-            raise ModelBatchFailed(len(raw_names), f"{type(error).__name__}: {error}") from error
+        except Exception as error:
+            # Whatever one batch raises (OOM, a kernel error, a tokenizer failing on odd text) stays with
+            # that batch: it is split and retried. Escaping, it would fail the take and the worker would
+            # replay the same take into the same error forever.
+            raise ModelBatchFailed(len(raw_names), f"{type(error).__name__}: {error}", _failure_kind(error)) from error
         if len(answers) != len(raw_names):
-            raise ModelBatchFailed(len(raw_names), f"got {len(answers)} answers")
+            raise ModelBatchFailed(len(raw_names), f"got {len(answers)} answers", "answer_count")
         return [parse_answer(answer, name, self._taxonomy) for answer, name in zip(answers, raw_names)]

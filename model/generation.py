@@ -3,16 +3,37 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Sequence
 
 import torch
+from transformers import StoppingCriteria, StoppingCriteriaList
 
+from model.enricher import GenerationTimeout
 from model.loader import LoadedModel
 
 
+class _Deadline(StoppingCriteria):
+    """Stops generation between two decoding steps once the batch is past its time, and remembers it did.
+
+    transformers' own ``max_time`` stops just as quietly but returns the cut answers as if complete.
+    A single forward pass is never interrupted: the deadline can be overrun by one step.
+    """
+
+    def __init__(self, max_time_s: float) -> None:
+        self._ends_at = time.monotonic() + max_time_s
+        self.expired = False
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor | None, **kwargs) -> torch.BoolTensor:
+        self.expired = self.expired or time.monotonic() > self._ends_at
+        return torch.full((input_ids.shape[0],), self.expired, device=input_ids.device, dtype=torch.bool)
+
+
 class BatchGenerator:
-    def __init__(self, loaded: LoadedModel) -> None:
+    def __init__(self, loaded: LoadedModel, max_time_s: float | None = None) -> None:
+        """``max_time_s`` bounds one ``generate`` call; past it the batch raises GenerationTimeout."""
         self._model = loaded.model
+        self._max_time_s = max_time_s
         self._tokenizer = loaded.tokenizer
         self._device = loaded.device
         self.max_new_tokens = loaded.max_new_tokens
@@ -30,6 +51,8 @@ class BatchGenerator:
             return []
         inputs = self._tokenizer(list(prompts), return_tensors="pt", padding=True).to(self._device)
         with self._lock, torch.inference_mode():
+            # Started inside the lock: time spent waiting for another caller is not this batch's fault.
+            deadline = _Deadline(self._max_time_s) if self._max_time_s else None
             output = self._model.generate(
                 **inputs,
                 max_new_tokens=self.max_new_tokens,
@@ -38,6 +61,12 @@ class BatchGenerator:
                 use_cache=True,
                 pad_token_id=self._tokenizer.pad_token_id,
                 eos_token_id=self._tokenizer.eos_token_id,
+                stopping_criteria=StoppingCriteriaList([deadline] if deadline else []),
+            )
+        if deadline is not None and deadline.expired:
+            raise GenerationTimeout(
+                f"{len(prompts)} prompts still generating after {self._max_time_s:g} s "
+                "(ENRICHER_MODEL_TIMEOUT_S); the batch was stopped and its answers discarded"
             )
         new_tokens = output[:, inputs["input_ids"].shape[1] :]
         return self._tokenizer.batch_decode(new_tokens, skip_special_tokens=True)

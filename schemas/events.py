@@ -19,6 +19,11 @@ MAX_ITEM_NAME_CHARS = 512
 MAX_ITEMS_PER_RECEIPT = 1000
 # 10^12 kopecks = 10 billion roubles: beyond any card purchase, below float precision trouble.
 MAX_KOPECKS = 10**12
+# The fiscal document number and fiscal sign are 4-byte unsigned fields in the FNS fiscal data format;
+# without a bound a 400-digit number would pass through to consumers that read them as 64-bit integers.
+MAX_UINT32 = 2**32 - 1
+# nds, paymentType and productType are one-byte codes in the FNS fiscal data format.
+ByteCode = Annotated[int, Field(ge=0, le=255)]
 
 Kopecks = Annotated[int, Field(ge=0, le=MAX_KOPECKS, description="Amount in kopecks")]
 
@@ -33,9 +38,9 @@ class ReceiptItem(_Input):
     price: Kopecks
     quantity: float = Field(gt=0, le=1_000_000)
     sum: Kopecks
-    nds: int | None = None
-    paymentType: int | None = None
-    productType: int | None = None
+    nds: ByteCode | None = None
+    paymentType: ByteCode | None = None
+    productType: ByteCode | None = None
 
 
 class Receipt(_Input):
@@ -47,8 +52,8 @@ class Receipt(_Input):
     userInn: str = Field(min_length=1, max_length=16)
     kktRegId: str = Field(min_length=1, max_length=32)
     fiscalDriveNumber: str = Field(min_length=1, max_length=32)
-    fiscalDocumentNumber: int = Field(ge=0)
-    fiscalSign: int = Field(ge=0)
+    fiscalDocumentNumber: int = Field(ge=0, le=MAX_UINT32)
+    fiscalSign: int = Field(ge=0, le=MAX_UINT32)
     operationType: int = Field(ge=1, le=4, description="1 sale, 2 sale return, 3 expense, 4 expense return")
     items: list[ReceiptItem] = Field(min_length=1, max_length=MAX_ITEMS_PER_RECEIPT)
 
