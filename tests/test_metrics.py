@@ -1,0 +1,207 @@
+"""Metric bookkeeping, lag arithmetic and the probe endpoints: plain calls, no Kafka, no torch."""
+
+from __future__ import annotations
+
+import socket
+import urllib.error
+import urllib.request
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from app.health import Health, HealthServer, MetricsPortInUse
+from app.metrics import LagSnapshot, Metrics, PartitionOffsets, items_by_source, padded_tokens
+from model.enricher import ModelBatchFailed
+from model.parser import ParsedAnswer
+from schemas.events import ItemStatus
+from schemas.taxonomy import load_taxonomy
+
+TAXONOMY = load_taxonomy()
+
+
+def _answer(status: ItemStatus = ItemStatus.OK) -> ParsedAnswer:
+    return ParsedAnswer(normalized_name="Сок", product="Сок", brand=None, category=TAXONOMY.fallback, status=status)
+
+
+def _samples(metrics: Metrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    from prometheus_client import generate_latest
+
+    found = {}
+    for family in text_string_to_metric_families(generate_latest(metrics.registry).decode()):
+        for sample in family.samples:
+            found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return found
+
+
+def test_items_by_source_counts_repeats_as_answered_without_the_model_and_failures_as_fallback():
+    texts = ["a", "a", "b", "c", "d", "d"]
+    answers = {"a": _answer(), "b": _answer(), "c": _answer(), "d": _answer(ItemStatus.MODEL_ERROR)}
+    # The model generated "a" and "b"; "c" came from the cache; "d" failed.
+    assert items_by_source(texts, answers, generated=2) == {"model": 2, "cache": 2, "fallback": 2}
+
+
+def test_items_by_source_never_counts_more_model_items_than_line_items():
+    assert items_by_source(["a"], {"a": _answer()}, generated=3) == {"model": 1, "cache": 0, "fallback": 0}
+
+
+def test_padded_tokens_is_rows_times_longest_prompt_plus_answer_budget():
+    assert padded_tokens([10, 25, 7], answer_tokens=40) == 3 * (25 + 40)
+    assert padded_tokens([], answer_tokens=40) == 0
+
+
+@pytest.mark.parametrize(
+    ("oldest", "newest", "committed", "lag"),
+    [
+        (0, 100, 60, 40),
+        (0, 100, 100, 0),
+        (0, 100, None, 100),  # never committed: the group starts at the oldest offset
+        (30, 100, None, 70),  # ... which retention may have moved
+        (50, 100, 20, 50),  # committed offset deleted by retention: the reset goes to the oldest
+        (0, 0, None, 0),
+    ],
+)
+def test_partition_lag_is_what_the_group_still_has_to_read(oldest, newest, committed, lag):
+    assert PartitionOffsets("receipts", 0, oldest, newest, committed).lag == lag
+
+
+def test_lag_is_exposed_under_kafka_exporter_names_with_per_partition_labels():
+    metrics = Metrics()
+    metrics.lag.update(
+        LagSnapshot(
+            group="enricher",
+            partitions=(
+                PartitionOffsets("receipts", 0, 0, 120, 100),
+                PartitionOffsets("receipts", 1, 0, 80, None),
+            ),
+            taken_at=1_700_000_000.0,
+        )
+    )
+    samples = _samples(metrics)
+    group = (("consumergroup", "enricher"), ("partition", "0"), ("topic", "receipts"))
+    assert samples[("kafka_consumergroup_lag", group)] == 20
+    assert samples[("kafka_consumergroup_current_offset", group)] == 100
+    assert samples[("kafka_consumergroup_current_offset", (("consumergroup", "enricher"), ("partition", "1"), ("topic", "receipts")))] == -1
+    assert samples[("kafka_topic_partition_current_offset", (("partition", "0"), ("topic", "receipts")))] == 120
+    assert samples[("kafka_consumergroup_lag_sum", (("consumergroup", "enricher"), ("topic", "receipts")))] == 20 + 80
+    assert samples[("receipt_enricher_lag_last_poll_timestamp_seconds", ())] == 1_700_000_000.0
+
+
+def test_no_lag_series_before_the_first_successful_poll_but_failures_are_counted():
+    metrics = Metrics()
+    metrics.lag.failed()
+    samples = _samples(metrics)
+    assert samples[("receipt_enricher_lag_poll_errors_total", ())] == 1
+    assert not [name for name, _ in samples if name.startswith("kafka_")]
+
+
+def test_a_published_take_is_counted_by_kind_source_status_and_latency():
+    metrics = Metrics()
+    metrics.take_started(3)
+    assert _samples(metrics)[("receipt_enricher_pipeline_items_in_flight", ())] == 3
+    metrics.dead_letter("invalid_json")
+    metrics.take_published(
+        input_topic="receipts",
+        timestamps_ms=[1_000_000, 1_002_000, None],
+        texts=["a", "a", "b"],
+        answers={"a": _answer(), "b": _answer(ItemStatus.MALFORMED_ANSWER)},
+        generated=2,
+        enriched=2,
+        dead_letters=1,
+        published_at=1_010.0,
+    )
+    samples = _samples(metrics)
+    assert samples[("receipt_enricher_consumer_events_total", (("topic", "receipts"),))] == 3
+    assert samples[("receipt_enricher_producer_records_total", (("kind", "enriched"),))] == 2
+    assert samples[("receipt_enricher_producer_records_total", (("kind", "dead_letter"),))] == 1
+    assert samples[("receipt_enricher_dlq_events_total", (("kind", "invalid_json"),))] == 1
+    assert samples[("receipt_enricher_enrich_items_total", (("source", "model"),))] == 2
+    assert samples[("receipt_enricher_enrich_items_total", (("source", "cache"),))] == 1
+    assert samples[("receipt_enricher_enrich_item_status_total", (("status", "malformed_answer"),))] == 1
+    assert samples[("receipt_enricher_pipeline_items_in_flight", ())] == 0
+    # 10 s and 8 s after their Kafka timestamps; the record without one is not observed.
+    assert samples[("receipt_enricher_pipeline_end_to_end_latency_seconds_count", ())] == 2
+    assert samples[("receipt_enricher_pipeline_end_to_end_latency_seconds_sum", ())] == pytest.approx(18.0)
+
+
+def test_every_model_batch_is_observed_also_one_that_fails():
+    metrics = Metrics()
+    failure = ModelBatchFailed(2, "out of memory")
+
+    def enrich(batch):
+        if len(batch) > 1:
+            raise failure
+        return [_answer() for _ in batch]
+
+    timed = metrics.timed_model(enrich, lambda texts: [len(t) for t in texts], answer_tokens=10)
+    with pytest.raises(ModelBatchFailed):
+        timed(["abc", "abcdef"])
+    timed(["abc"])
+    samples = _samples(metrics)
+    assert samples[("receipt_enricher_model_batch_items_count", ())] == 2
+    assert samples[("receipt_enricher_model_batch_items_sum", ())] == 3
+    assert samples[("receipt_enricher_model_batch_tokens_sum", ())] == 2 * (6 + 10) + 1 * (3 + 10)
+    assert samples[("receipt_enricher_model_batch_duration_seconds_count", ())] == 2
+    assert samples[("receipt_enricher_model_batch_failures_total", (("kind", failure.kind),))] == 1
+
+
+def test_ready_only_with_the_model_loaded_and_partitions_assigned():
+    metrics = Metrics()
+    health = Health(metrics=metrics)
+    assert health.not_ready_reasons() == ["model loading", "no input partitions assigned"]
+    health.model_ready()
+    assert not health.ready
+    health.partitions_assigned(frozenset({0, 2}))
+    assert health.ready and health.not_ready_reasons() == []
+    samples = _samples(metrics)
+    assert samples[("receipt_enricher_worker_ready", ())] == 1
+    assert samples[("receipt_enricher_consumer_assigned_partitions", ())] == 2
+    health.partitions_assigned(frozenset())
+    assert health.not_ready_reasons() == ["no input partitions assigned"]
+    assert _samples(metrics)[("receipt_enricher_worker_ready", ())] == 0
+
+
+def test_not_live_when_the_event_loop_stops_beating_or_the_worker_failed():
+    health = Health(stall_s=30)
+    assert health.not_live_reasons(now=1000.0) == []  # no beat yet: still loading, not stalled
+    health.beat(now=1000.0)
+    assert health.not_live_reasons(now=1029.0) == []
+    assert health.not_live_reasons(now=1031.0) == ["event loop stalled for 31 s"]
+    health.beat(now=1031.0)
+    health.crashed("DeadLetterRefused")
+    assert health.not_live_reasons(now=1032.0) == ["worker failed: DeadLetterRefused"]
+
+
+def _get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+def test_endpoints_answer_probes_and_scrapes_over_http():
+    metrics = Metrics()
+    health = Health(metrics=metrics)
+    server = HealthServer("127.0.0.1", 0, metrics.registry, health.not_live_reasons, health.not_ready_reasons).start()
+    base = f"http://127.0.0.1:{server.port}"
+    try:
+        assert _get(f"{base}/readyz") == (503, "not ready: model loading; no input partitions assigned\n")
+        assert _get(f"{base}/healthz") == (200, "ok\n")
+        health.model_ready()
+        health.partitions_assigned(frozenset({1}))
+        assert _get(f"{base}/readyz") == (200, "ready\n")
+        status, body = _get(f"{base}/metrics")
+        assert status == 200 and "receipt_enricher_worker_ready 1.0" in body
+        assert _get(f"{base}/nothing")[0] == 404
+    finally:
+        server.stop()
+
+
+def test_a_taken_metrics_port_fails_with_an_error_naming_the_setting():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        metrics = Metrics()
+        with pytest.raises(MetricsPortInUse, match=f"ENRICHER_METRICS_PORT={port} is already in use"):
+            HealthServer("127.0.0.1", port, metrics.registry, lambda: [], lambda: [])
