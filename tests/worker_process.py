@@ -4,26 +4,21 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
+from tests.kafka_broker import free_port
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class WorkerProcess:
     def __init__(self, env: dict[str, str], log_path: Path) -> None:
         # Every worker serves /metrics on ENRICHER_METRICS_PORT and refuses a taken port; tests on one
         # machine (and helpers running tests side by side) get a free port unless they choose one.
-        self.metrics_port = int(env.get("ENRICHER_METRICS_PORT") or _free_port())
+        self.metrics_port = int(env.get("ENRICHER_METRICS_PORT") or free_port())
         self._env = {**os.environ, **OFFLINE_ENV, **env, "ENRICHER_METRICS_PORT": str(self.metrics_port)}
         self.log_path = log_path
         self._process: subprocess.Popen | None = None
