@@ -30,6 +30,12 @@ def main(argv: list[str] | None = None) -> int:
     tail.add_argument("--max", type=int, default=20)
     tail.add_argument("--timeout", type=float, default=60.0)
     tail.add_argument("--dlq", action="store_true", help="read the dead-letter topic instead")
+    backfill = commands.add_parser(
+        "backfill", help="replay a time or offset range of the input topic into an output topic (bounded, resumable)"
+    )
+    from app.backfill import add_arguments as add_backfill_arguments
+
+    add_backfill_arguments(backfill)
     args = parser.parse_args(argv)
 
     settings = Settings()
@@ -63,6 +69,18 @@ def main(argv: list[str] | None = None) -> int:
             print(render(value))
             shown += 1
         print(f"-- {shown} message(s) from {topic}")
+    elif args.command == "backfill":
+        from app.backfill import EXIT_INTERRUPTED, BackfillRefused, request_from_args, run_backfill
+
+        try:
+            summary = run_backfill(settings, request_from_args(settings, args))
+        except BackfillRefused as error:
+            print(f"receipt-enricher backfill: refused: {error}", file=sys.stderr)
+            return 2
+        print(summary.line())
+        if summary.interrupted:
+            print("receipt-enricher backfill: interrupted; run the same command again to resume", file=sys.stderr)
+            return EXIT_INTERRUPTED
     return 0
 
 
