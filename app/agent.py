@@ -36,6 +36,7 @@ def create_app(settings: Settings, pipeline: Pipeline) -> faust.App:
         key_serializer="raw",
         value_serializer="raw",
         consumer_auto_offset_reset="earliest",
+        broker_credentials=settings.faust_credentials(),
         broker_session_timeout=settings.session_timeout_s,
         broker_heartbeat_interval=settings.heartbeat_interval_s,
         broker_commit_interval=settings.commit_interval_s,

@@ -6,6 +6,8 @@ import argparse
 import logging
 import sys
 
+from pydantic import ValidationError
+
 from app.settings import Settings
 
 
@@ -38,8 +40,20 @@ def main(argv: list[str] | None = None) -> int:
     add_backfill_arguments(backfill)
     args = parser.parse_args(argv)
 
-    settings = Settings()
+    try:
+        settings = Settings()
+    except ValidationError as error:
+        # The messages name the variable and, for files, the path; input values are hidden (a misplaced secret).
+        print(f"receipt-enricher: invalid settings: {error}", file=sys.stderr)
+        return 2
     _configure_logging(settings.log_level)
+    from app.broker_access import BrokerAccessDenied, check_broker_access
+
+    try:
+        check_broker_access(settings)
+    except BrokerAccessDenied as error:
+        print(f"receipt-enricher: {error}", file=sys.stderr)
+        return 3
     if args.command == "worker":
         from app.worker import run_worker  # imports torch: only the worker pays for it
 
@@ -65,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         topic = settings.dlq_topic if args.dlq else settings.output_topic
         render = render_dead_letter if args.dlq else render_transaction
         shown = 0
-        for value in consume(settings.admin_config(), topic, args.max, args.timeout):
+        for value in consume(settings, topic, args.max, args.timeout):
             print(render(value))
             shown += 1
         print(f"-- {shown} message(s) from {topic}")

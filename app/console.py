@@ -10,6 +10,7 @@ import orjson
 from confluent_kafka import Consumer, KafkaError, Producer
 
 from app.samples import load_item_names, sample_receipt_event
+from app.settings import Settings
 from schemas.events import EnrichedTransaction
 
 MALFORMED_SAMPLES: tuple[bytes, ...] = (
@@ -35,14 +36,13 @@ def produce_samples(producer_config: dict[str, object], topic: str, count: int, 
     return count + malformed
 
 
-def consume(consumer_config: dict[str, object], topic: str, max_messages: int, timeout_s: float) -> Iterator[bytes]:
+def consume(settings: Settings, topic: str, max_messages: int, timeout_s: float) -> Iterator[bytes]:
     """Read a topic from the beginning with a throwaway group until max_messages or timeout."""
     consumer = Consumer(
         {
-            "group.id": f"console-{time.time_ns()}",
+            **settings.consumer_config(f"console-{time.time_ns()}"),
             "auto.offset.reset": "earliest",
             "enable.auto.commit": False,
-            **consumer_config,
         }
     )
     consumer.subscribe([topic])

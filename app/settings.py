@@ -5,17 +5,54 @@ Defaults are the local demo's; production values are documented in ``deploy/``.
 
 from __future__ import annotations
 
+import ssl
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, PrivateAttr, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from faust.types.auth import CredentialsT
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"]
+
+
+def _readable_file(variable: str, path: Path) -> Path:
+    """The path if it is a readable file; otherwise an error naming the variable and the path, never the content."""
+    try:
+        with path.open("rb"):
+            pass
+    except FileNotFoundError:
+        raise ValueError(f"{variable}={path}: no such file") from None
+    except IsADirectoryError:
+        raise ValueError(f"{variable}={path}: is a directory, not a file") from None
+    except PermissionError:
+        raise ValueError(f"{variable}={path}: not readable by this user (permission denied)") from None
+    except OSError as error:
+        raise ValueError(f"{variable}={path}: cannot be opened ({error.strerror})") from None
+    return path
+
+
+def _read_secret(variable: str, path: Path) -> SecretStr:
+    """A secret from a file (Kubernetes secret volume, Vault agent); one trailing newline is not part of it."""
+    raw = _readable_file(variable, path).read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError(f"{variable}={path}: not UTF-8 text") from None
+    secret = text.removesuffix("\n").removesuffix("\r")
+    if not secret:
+        raise ValueError(f"{variable}={path}: the file is empty")
+    return SecretStr(secret)
+
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="ENRICHER_", extra="forbid")
+    # hide_input_in_errors: a validation error must not echo what it was given (it may be a misplaced secret).
+    model_config = SettingsConfigDict(env_prefix="ENRICHER_", extra="forbid", hide_input_in_errors=True)
 
     # Kafka
     bootstrap_servers: str = "127.0.0.1:9092"
@@ -30,6 +67,20 @@ class Settings(BaseSettings):
     heartbeat_interval_s: float = Field(default=3.0, gt=0)
     commit_interval_s: float = Field(default=1.0, gt=0)
     produce_timeout_s: float = Field(default=30.0, gt=0)
+
+    # Kafka security, applied to every client (worker, backfill, tools) through the *_config methods below.
+    # Secrets come only from files; the values live in private SecretStr attributes, never in repr or logs.
+    security_protocol: SecurityProtocol = "PLAINTEXT"
+    sasl_mechanism: SaslMechanism = "SCRAM-SHA-512"
+    sasl_username: str | None = None
+    sasl_password_file: Path | None = None
+    ssl_ca_file: Path | None = Field(default=None, description="PEM CA bundle; unset = the system trust store")
+    ssl_cert_file: Path | None = Field(default=None, description="PEM client certificate (mTLS)")
+    ssl_key_file: Path | None = Field(default=None, description="PEM private key of the client certificate")
+    ssl_key_password_file: Path | None = None
+    ssl_verify_hostname: bool = True
+    _sasl_password: SecretStr | None = PrivateAttr(default=None)
+    _ssl_key_password: SecretStr | None = PrivateAttr(default=None)
 
     # Batching: a take collects up to take_max_events receipts or waits at most max_wait_s;
     # its line items are then cut into model batches bounded by items and by padded tokens.
@@ -62,13 +113,118 @@ class Settings(BaseSettings):
             raise ValueError("ENRICHER_HEARTBEAT_INTERVAL_S must be at most a third of ENRICHER_SESSION_TIMEOUT_S")
         return self
 
+    @model_validator(mode="after")
+    def _security_consistent(self) -> "Settings":
+        protocol = self.security_protocol
+        if self.uses_sasl:
+            if not self.sasl_username:
+                raise ValueError(f"ENRICHER_SECURITY_PROTOCOL={protocol} needs ENRICHER_SASL_USERNAME")
+            if self.sasl_password_file is None:
+                raise ValueError(f"ENRICHER_SECURITY_PROTOCOL={protocol} needs ENRICHER_SASL_PASSWORD_FILE")
+            self._sasl_password = _read_secret("ENRICHER_SASL_PASSWORD_FILE", self.sasl_password_file)
+        elif self.sasl_username or self.sasl_password_file:
+            raise ValueError(
+                f"ENRICHER_SASL_USERNAME/ENRICHER_SASL_PASSWORD_FILE are set but ENRICHER_SECURITY_PROTOCOL={protocol}; "
+                "use SASL_SSL (or SASL_PLAINTEXT) or unset them"
+            )
+        tls_files = {
+            "ENRICHER_SSL_CA_FILE": self.ssl_ca_file,
+            "ENRICHER_SSL_CERT_FILE": self.ssl_cert_file,
+            "ENRICHER_SSL_KEY_FILE": self.ssl_key_file,
+            "ENRICHER_SSL_KEY_PASSWORD_FILE": self.ssl_key_password_file,
+        }
+        given = [variable for variable, path in tls_files.items() if path is not None]
+        if not self.uses_tls:
+            if given:
+                raise ValueError(
+                    f"{', '.join(given)} set but ENRICHER_SECURITY_PROTOCOL={protocol} does not use TLS; use SSL or SASL_SSL"
+                )
+            return self
+        if (self.ssl_cert_file is None) != (self.ssl_key_file is None):
+            raise ValueError("a client certificate needs both ENRICHER_SSL_CERT_FILE and ENRICHER_SSL_KEY_FILE")
+        if self.ssl_key_password_file is not None and self.ssl_key_file is None:
+            raise ValueError("ENRICHER_SSL_KEY_PASSWORD_FILE is set without ENRICHER_SSL_KEY_FILE")
+        for variable in given:
+            _readable_file(variable, tls_files[variable])
+        if self.ssl_key_password_file is not None:
+            self._ssl_key_password = _read_secret("ENRICHER_SSL_KEY_PASSWORD_FILE", self.ssl_key_password_file)
+        return self
+
+    @property
+    def uses_sasl(self) -> bool:
+        return self.security_protocol in ("SASL_PLAINTEXT", "SASL_SSL")
+
+    @property
+    def uses_tls(self) -> bool:
+        return self.security_protocol in ("SSL", "SASL_SSL")
+
+    @property
+    def sasl_password(self) -> SecretStr | None:
+        return self._sasl_password
+
+    def _security_config(self) -> dict[str, object]:
+        """librdkafka's security properties; every confluent-kafka client config includes them."""
+        config: dict[str, object] = {"security.protocol": self.security_protocol}
+        if self.uses_sasl:
+            assert self._sasl_password is not None  # the validator read it
+            config["sasl.mechanism"] = self.sasl_mechanism
+            config["sasl.username"] = self.sasl_username
+            config["sasl.password"] = self._sasl_password.get_secret_value()
+        if self.uses_tls:
+            config["ssl.endpoint.identification.algorithm"] = "https" if self.ssl_verify_hostname else "none"
+            if self.ssl_ca_file:
+                config["ssl.ca.location"] = str(self.ssl_ca_file)
+            if self.ssl_cert_file and self.ssl_key_file:
+                config["ssl.certificate.location"] = str(self.ssl_cert_file)
+                config["ssl.key.location"] = str(self.ssl_key_file)
+            if self._ssl_key_password is not None:
+                config["ssl.key.password"] = self._ssl_key_password.get_secret_value()
+        return config
+
+    def consumer_config(self, group_id: str) -> dict[str, object]:
+        """A confluent-kafka consumer in ``group_id`` (tools, backfill, lag collection; the worker uses Faust)."""
+        return {"bootstrap.servers": self.bootstrap_servers, "group.id": group_id, **self._security_config()}
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """The TLS context for aiokafka (Faust): same CA, client certificate and hostname check as librdkafka's."""
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(self.ssl_ca_file) if self.ssl_ca_file else None)
+        context.check_hostname = self.ssl_verify_hostname
+        if self.ssl_cert_file and self.ssl_key_file:
+            password = self._ssl_key_password.get_secret_value() if self._ssl_key_password else None
+            try:
+                context.load_cert_chain(str(self.ssl_cert_file), str(self.ssl_key_file), password=password)
+            except ssl.SSLError as error:
+                # Python's message names neither file; never include the key or its password.
+                raise ValueError(
+                    f"ENRICHER_SSL_CERT_FILE={self.ssl_cert_file} / ENRICHER_SSL_KEY_FILE={self.ssl_key_file}: "
+                    f"cannot load the client certificate ({error.reason or 'bad key, password or format'})"
+                ) from None
+        return context
+
+    def faust_credentials(self) -> "CredentialsT | None":
+        """``broker_credentials`` for the Faust app (aiokafka), equivalent to :meth:`_security_config`."""
+        from faust.auth import SASLCredentials, SSLCredentials
+
+        if self.uses_sasl:
+            assert self._sasl_password is not None
+            return SASLCredentials(
+                username=self.sasl_username,
+                password=self._sasl_password.get_secret_value(),
+                ssl_context=self.ssl_context() if self.uses_tls else None,
+                mechanism=self.sasl_mechanism,
+            )
+        if self.uses_tls:
+            return SSLCredentials(self.ssl_context())
+        return None
+
     def producer_config(self) -> dict[str, object]:
         return {
             "bootstrap.servers": self.bootstrap_servers,
             "client.id": f"{self.group_id}-producer",
             # Dead letters of near-1 MB messages are larger than 1 MB (see app/topics.py).
             "message.max.bytes": 5 * 1024 * 1024,
+            **self._security_config(),
         }
 
     def admin_config(self) -> dict[str, object]:
-        return {"bootstrap.servers": self.bootstrap_servers}
+        return {"bootstrap.servers": self.bootstrap_servers, **self._security_config()}

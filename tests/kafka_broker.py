@@ -33,8 +33,9 @@ class LocalKafka:
     restart does, so committed offsets and records survive it.
     """
 
-    def __init__(self, data_dir: Path, port: int | None = None) -> None:
+    def __init__(self, data_dir: Path, port: int | None = None, env: dict[str, str] | None = None) -> None:
         self.data_dir = Path(data_dir)
+        self.env = env or {}  # for kafka.sh: KAFKA_EXTRA_CONFIG, KAFKA_SCRAM_CREDENTIALS (see tests/tls_broker.py)
         self.port = port or free_port()
         self.controller_port = free_port()
         while self.controller_port == self.port:
@@ -83,7 +84,7 @@ class LocalKafka:
             text=True,
             timeout=timeout,
             # The script's readiness check runs on this interpreter, which has confluent_kafka.
-            env={**os.environ, "PYTHON": sys.executable},
+            env={**os.environ, **self.env, "PYTHON": sys.executable},
         )
         if result.returncode != 0:
             raise KafkaBrokerError(f"kafka.sh {command} failed (exit {result.returncode}):\n{result.stderr[-3000:]}")

@@ -10,6 +10,8 @@
 #   kafka.sh status [--dir DIR]        exit 0 and "running ..." while up, exit 3 and "stopped" otherwise
 # DIR defaults to <repo>/.local/kafka and holds server.properties, data/, broker.log, stdout.log, kafka.pid.
 # Environment: KAFKA_EXTRA_CONFIG=<file> is appended to server.properties (extra listeners, TLS, SASL);
+# KAFKA_SCRAM_CREDENTIALS=<file>: each line is a kafka-storage --add-scram credential written at format time
+# (salted form 'SCRAM-SHA-512=[name=..,iterations=..,salt="..",saltedpassword=".."]' keeps passwords off argv);
 # KAFKA_READY_TIMEOUT seconds to wait for readiness (90); PYTHON with confluent_kafka for the readiness check.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -119,7 +121,11 @@ start() {
     rm -rf "$dir/data" "$dir/broker.log"
     local cluster_id
     cluster_id="$(java -cp "$lib/*" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n 1)"
-    java -cp "$lib/*" kafka.tools.StorageTool format -t "$cluster_id" -c "$cfg" >"$dir/format.log" 2>&1 \
+    local scram=()
+    if [[ -n "${KAFKA_SCRAM_CREDENTIALS:-}" ]]; then
+      while IFS= read -r line; do [[ -n $line ]] && scram+=(--add-scram "$line"); done < "$KAFKA_SCRAM_CREDENTIALS"
+    fi
+    java -cp "$lib/*" kafka.tools.StorageTool format -t "$cluster_id" -c "$cfg" "${scram[@]}" >"$dir/format.log" 2>&1 \
       || { echo "kafka.sh: formatting $dir/data failed:" >&2; cat "$dir/format.log" >&2; exit 1; }
   elif [[ ! -f "$dir/data/meta.properties" ]]; then
     echo "kafka.sh: --no-format but $dir/data holds no formatted cluster; start once without --no-format" >&2; exit 1
@@ -177,5 +183,5 @@ case "$cmd" in
   start) start ;;
   stop) stop ;;
   status) status ;;
-  *) sed -n '2,13p' "${BASH_SOURCE[0]}" >&2; exit 2 ;;
+  *) sed -n '2,15p' "${BASH_SOURCE[0]}" >&2; exit 2 ;;
 esac

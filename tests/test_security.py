@@ -1,0 +1,219 @@
+"""The service against a locked-down broker: SASL_SSL with SCRAM-SHA-512, mTLS, secrets from files, clean logs.
+
+One broker (tests/tls_broker.py) for the module. The worker and the tools are real processes configured
+only through ENRICHER_* variables and secret files, as in production. Bounded at about 3 minutes here
+(broker start ~10 s, three worker starts with the real model, two of which enrich 30 receipts).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from app.settings import Settings
+from schemas.events import DeadLetter, EnrichedTransaction, ReceiptEvent
+from tests.tls_broker import SecureKafka
+from tests.worker_process import OFFLINE_ENV, REPO_ROOT, WorkerProcess
+
+pytestmark = [pytest.mark.integration, pytest.mark.model]
+
+PARTITIONS = 3
+FIRST_BATCH, SECOND_BATCH, MALFORMED = 20, 10, 3
+
+
+@pytest.fixture(scope="module")
+def secure_broker(tmp_path_factory) -> SecureKafka:
+    broker = SecureKafka(tmp_path_factory.mktemp("secure-kafka"))
+    broker.start()
+    yield broker
+    broker.stop()
+
+
+def _settings(env: dict[str, str]) -> Settings:
+    return Settings(**{name.removeprefix("ENRICHER_").lower(): value for name, value in env.items()})
+
+
+def _cli(env: dict[str, str], *args: str, timeout_s: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "app.cli", *args],
+        cwd=REPO_ROOT,
+        env={**os.environ, **OFFLINE_ENV, **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+    )
+
+
+def _read(settings: Settings, topic: str, expected: int, timeout_s: float) -> list:
+    """Every record of topic (through the secure listener) once `expected` arrived, plus a short linger for extras."""
+    consumer = Consumer({**settings.consumer_config(f"reader-{uuid.uuid4()}"), "auto.offset.reset": "earliest"})
+    consumer.subscribe([topic])
+    messages = []
+    deadline = time.monotonic() + timeout_s
+    linger_until = None
+    try:
+        while time.monotonic() < deadline:
+            if len(messages) >= expected:
+                linger_until = linger_until or time.monotonic() + 3
+                if time.monotonic() > linger_until:
+                    break
+            message = consumer.poll(0.5)
+            if message is not None and not message.error():
+                messages.append(message)
+    finally:
+        consumer.close()
+    return messages
+
+
+def _committed_at_end(settings: Settings, group: str, topic: str, timeout_s: float) -> dict[int, tuple[int, int]]:
+    admin = AdminClient(settings.admin_config())
+    probe = Consumer(settings.consumer_config(f"probe-{uuid.uuid4()}"))
+    deadline = time.monotonic() + timeout_s
+    try:
+        while True:
+            result = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)])[group].result()
+            committed = {tp.partition: tp.offset for tp in result.topic_partitions if tp.topic == topic}
+            positions = {
+                p: (committed.get(p, -1), probe.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1])
+                for p in range(PARTITIONS)
+            }
+            if all(c == h for c, h in positions.values()) or time.monotonic() > deadline:
+                return positions
+            time.sleep(1)
+    finally:
+        probe.close()
+
+
+def _run_worker(env: dict[str, str], log: Path, settings: Settings, topics: dict[str, str], receipts: int) -> tuple:
+    worker = WorkerProcess(env, log).start()
+    try:
+        outputs = _read(settings, topics["output"], receipts, timeout_s=300)
+        letters = _read(settings, topics["dlq"], MALFORMED, timeout_s=60)
+        offsets = _committed_at_end(settings, env["ENRICHER_GROUP_ID"], topics["input"], timeout_s=60)
+    finally:
+        exit_code = worker.stop(signal.SIGTERM)
+    return outputs, letters, offsets, exit_code, worker.log_text()
+
+
+def test_worker_and_tools_work_over_sasl_ssl_and_mtls_and_their_logs_leak_nothing(secure_broker, default_model, tmp_path):
+    run = uuid.uuid4().hex[:8]
+    topics = {"input": f"receipts-{run}", "output": f"enriched-{run}", "dlq": f"dlq-{run}"}
+    common = {
+        "ENRICHER_INPUT_TOPIC": topics["input"],
+        "ENRICHER_OUTPUT_TOPIC": topics["output"],
+        "ENRICHER_DLQ_TOPIC": topics["dlq"],
+        "ENRICHER_GROUP_ID": f"enricher-{run}",
+        "ENRICHER_TOPIC_PARTITIONS": str(PARTITIONS),
+        "ENRICHER_SESSION_TIMEOUT_S": "10",
+        "ENRICHER_HEARTBEAT_INTERVAL_S": "1",
+        "ENRICHER_MODEL_BASE_PATH": str(default_model.base),
+        "ENRICHER_MODEL_ADAPTER_PATH": str(default_model.adapter),
+    }
+    sasl = {**common, **secure_broker.sasl_env()}
+    mtls = {**common, **secure_broker.mtls_env()}
+    sasl_settings, mtls_settings = _settings(sasl), _settings(mtls)
+    info_logs: list[str] = []  # everything written at INFO: tools' stderr and the first worker's log
+    all_logs: list[str] = []
+
+    # Tools: topics over SASL_SSL, samples over mTLS (client certificate, encrypted key).
+    created = _cli(sasl, "create-topics")
+    assert created.returncode == 0, created.stderr[-3000:]
+    produced = _cli(mtls, "produce-samples", "--count", str(FIRST_BATCH), "--seed", "7", "--malformed", str(MALFORMED))
+    assert produced.returncode == 0, produced.stderr[-3000:]
+    info_logs += [created.stderr, produced.stderr]
+
+    # Worker 1: SASL_SSL / SCRAM-SHA-512 at INFO.
+    outputs, letters, offsets, exit_code, log = _run_worker(
+        sasl, tmp_path / "worker-info.log", sasl_settings, topics, FIRST_BATCH
+    )
+    info_logs.append(log)
+    assert exit_code == 0, log[-3000:]
+    assert len(outputs) == FIRST_BATCH, log[-3000:]
+    assert sorted(DeadLetter.model_validate_json(m.value()).error.kind for m in letters) == sorted(
+        ["invalid_json", "invalid_receipt", "invalid_json"]
+    )
+    assert all(c == h for c, h in offsets.values()), offsets
+
+    # Worker 2: mTLS at DEBUG, same group: picks up after the committed offsets.
+    produced = _cli(mtls, "produce-samples", "--count", str(SECOND_BATCH), "--seed", "8")
+    assert produced.returncode == 0, produced.stderr[-3000:]
+    info_logs.append(produced.stderr)
+    outputs, letters, offsets, exit_code, debug_log = _run_worker(
+        {**mtls, "ENRICHER_LOG_LEVEL": "DEBUG"}, tmp_path / "worker-debug.log", mtls_settings, topics,
+        FIRST_BATCH + SECOND_BATCH,
+    )
+    assert exit_code == 0, debug_log[-3000:]
+    assert all(c == h for c, h in offsets.values()), offsets
+    assert len(letters) == MALFORMED  # the second worker re-published none of the first one's dead letters
+
+    inputs = _read(sasl_settings, topics["input"], FIRST_BATCH + SECOND_BATCH + MALFORMED, timeout_s=60)
+    receipts = {}
+    for message in inputs:
+        try:
+            event = ReceiptEvent.model_validate_json(message.value())
+        except ValueError:
+            continue  # one of the malformed samples
+        receipts[event.event_id] = event
+    assert len(receipts) == FIRST_BATCH + SECOND_BATCH
+    enriched = [EnrichedTransaction.model_validate_json(m.value()) for m in outputs]
+    assert sorted(t.event_id for t in enriched) == sorted(receipts), "every receipt enriched exactly once"
+    for transaction in enriched:
+        assert [i.raw_name for i in transaction.items] == [i.name for i in receipts[transaction.event_id].receipt.items]
+
+    tail = _cli(mtls, "tail", "--dlq", "--max", str(MALFORMED), "--timeout", "60")
+    assert tail.returncode == 0 and f"-- {MALFORMED} message(s)" in tail.stdout, tail.stderr[-3000:]
+    info_logs.append(tail.stderr)
+    all_logs += info_logs + [debug_log]
+
+    # Secrets never appear, at any level.
+    client = secure_broker.client
+    secrets = {"SASL password": client.password, "key password": client.key_password}
+    secrets |= {f"private key line {n}": line for n, line in enumerate(client.key_material())}
+    for log_text in all_logs:
+        for what, secret in secrets.items():
+            assert secret not in log_text, f"{what} found in a log"
+    # At INFO no payload text and no client ids of the produced receipts.
+    names = {item.name for event in receipts.values() for item in event.receipt.items}
+    client_ids = {event.client_id for event in receipts.values()}
+    info = "\n".join(info_logs)
+    assert [n for n in names if n in info] == []
+    assert [c for c in client_ids if c in info] == []
+    assert "this is not json" not in info and "take_done" in info
+    # The DEBUG log is a real DEBUG log (otherwise the secret grep above proves nothing about it).
+    assert "level=DEBUG" in debug_log
+
+
+def test_wrong_password_fails_fast_with_an_error_naming_what_to_check(secure_broker, tmp_path):
+    wrong = tmp_path / "wrong.password"
+    wrong.write_text("not-the-password\n")
+    env = {**secure_broker.sasl_env(), "ENRICHER_SASL_PASSWORD_FILE": str(wrong)}
+
+    # A hang would end in TimeoutExpired; exit code 3 is the access check's refusal, not a later timeout.
+    tool = _cli(env, "create-topics", timeout_s=90)
+    worker = _cli(env, "worker", timeout_s=90)  # stops before loading the model or joining the group
+
+    for result in (tool, worker):
+        assert result.returncode == 3, result.stderr[-3000:]
+        assert "refused the authentication" in result.stderr
+        assert f"ENRICHER_SASL_PASSWORD_FILE={wrong}" in result.stderr
+        assert "not-the-password" not in result.stderr + result.stdout
+
+
+def test_a_client_without_its_certificate_is_refused_by_the_mtls_listener(secure_broker):
+    env = {
+        name: value
+        for name, value in secure_broker.mtls_env().items()
+        if name not in ("ENRICHER_SSL_CERT_FILE", "ENRICHER_SSL_KEY_FILE", "ENRICHER_SSL_KEY_PASSWORD_FILE")
+    }
+    result = _cli(env, "create-topics", timeout_s=90)
+    assert result.returncode == 3, result.stderr[-3000:]
+    assert "refused the TLS handshake" in result.stderr
