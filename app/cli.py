@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     backfill = commands.add_parser(
         "backfill", help="replay a time or offset range of the input topic into an output topic (bounded, resumable)"
     )
-    from app.backfill import add_arguments as add_backfill_arguments
+    from app.backfill_plan import add_arguments as add_backfill_arguments
 
     add_backfill_arguments(backfill)
     args = parser.parse_args(argv)
@@ -84,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
             shown += 1
         print(f"-- {shown} message(s) from {topic}")
     elif args.command == "backfill":
-        from app.backfill import EXIT_INTERRUPTED, BackfillRefused, request_from_args, run_backfill
+        from app.backfill import run_backfill
+        from app.backfill_plan import EXIT_INTERRUPTED, BackfillRefused, request_from_args
 
         try:
             summary = run_backfill(settings, request_from_args(settings, args))

@@ -6,7 +6,7 @@ import argparse
 
 import pytest
 
-from app.backfill import (
+from app.backfill_plan import (
     BackfillRefused,
     JobSpec,
     PartitionRange,
@@ -28,8 +28,12 @@ T0 = parse_time("2026-11-30T00:00:00Z")
 
 
 def _spec(**changes) -> JobSpec:
-    values = {"input_topic": "receipts", "output_topic": "backfill", "dlq_topic": "receipts.dlq",
-              "window": TimeWindow(T0, T0 + 3_600_000, 600_000)}
+    values = {
+        "input_topic": "receipts",
+        "output_topic": "backfill",
+        "dlq_topic": "receipts.dlq",
+        "window": TimeWindow(T0, T0 + 3_600_000, 600_000),
+    }
     values.update(changes)
     return JobSpec(**values)
 
@@ -87,7 +91,10 @@ def test_time_plan_never_reads_past_the_end_captured_at_start():
 
 def test_offset_plan_defaults_the_end_to_the_captured_end_and_refuses_offsets_outside_the_log():
     watermarks = {0: (0, 100), 1: (30, 60)}
-    assert plan_by_offsets(watermarks, {0: 10, 1: 30}, {0: 20}) == {0: PartitionRange(0, 10, 20), 1: PartitionRange(1, 30, 60)}
+    assert plan_by_offsets(watermarks, {0: 10, 1: 30}, {0: 20}) == {
+        0: PartitionRange(0, 10, 20),
+        1: PartitionRange(1, 30, 60),
+    }
     with pytest.raises(BackfillRefused, match="gone"):
         plan_by_offsets(watermarks, {1: 29}, None)
     with pytest.raises(BackfillRefused, match="past the end"):
@@ -184,10 +191,15 @@ def test_throttle_paces_the_average_rate_from_the_start():
 
 def test_the_command_line_derives_the_group_from_the_live_group_and_refuses_the_live_group_itself():
     settings = Settings(group_id="receipt-enricher")
-    request = request_from_args(settings, _args("--from", "2026-11-30T00:00:00Z", "--to", "2026-11-30T01:00:00Z", "--output-topic", "bf"))
+    request = request_from_args(
+        settings, _args("--from", "2026-11-30T00:00:00Z", "--to", "2026-11-30T01:00:00Z", "--output-topic", "bf")
+    )
     assert request.group == f"receipt-enricher.backfill.{request.spec.fingerprint()}"
     assert request.spec.window == TimeWindow(T0, T0 + 3_600_000, 600_000)
-    assert request_from_args(settings, _args("--from-offsets", "0:1", "--job", "nov")).group == "receipt-enricher.backfill.nov"
+    assert (
+        request_from_args(settings, _args("--from-offsets", "0:1", "--job", "nov")).group
+        == "receipt-enricher.backfill.nov"
+    )
     with pytest.raises(BackfillRefused, match="live worker's group"):
         request_from_args(settings, _args("--from-offsets", "0:1", "--group", "receipt-enricher"))
     with pytest.raises(BackfillRefused, match="both --from and --to"):
