@@ -20,6 +20,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from model.enricher import FAILURE_KINDS
 from model.parser import ParsedAnswer
 from schemas.events import ItemStatus
 
@@ -32,6 +33,10 @@ _ITEM_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 _TOKEN_BUCKETS = (64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768)
 
 SOURCES = ("model", "cache", "fallback")
+# Known label values are created at zero, so rate() sees the first dead letter or failure as an
+# increase (a series born at 4 has rate 0) and dashboards show 0 rather than "no data".
+DEAD_LETTER_KINDS = ("empty", "too_large", "invalid_json", "invalid_receipt", "publish_rejected", "dead_letter_too_large")
+RECORD_KINDS = ("enriched", "dead_letter")
 
 
 def items_by_source(texts: Sequence[str], answers: Mapping[str, ParsedAnswer], generated: int) -> dict[str, int]:
@@ -173,6 +178,15 @@ class Metrics:
         self.assigned_partitions = Gauge(f"{_NS}_consumer_assigned_partitions", "Input partitions assigned to this worker", registry=r)
         self.lag = LagMetrics()
         r.register(self.lag)
+        for counter, values in (
+            (self.records_produced, RECORD_KINDS),
+            (self.items_enriched, SOURCES),
+            (self.item_status, [status.value for status in ItemStatus]),
+            (self.dead_letters, DEAD_LETTER_KINDS),
+            (self.batch_failures, FAILURE_KINDS),
+        ):
+            for value in values:
+                counter.labels(value)
 
     def set_batch_limits(self, max_items: int, max_tokens: int) -> None:
         self.batch_max_items.set(max_items)

@@ -205,3 +205,25 @@ def test_a_taken_metrics_port_fails_with_an_error_naming_the_setting():
         metrics = Metrics()
         with pytest.raises(MetricsPortInUse, match=f"ENRICHER_METRICS_PORT={port} is already in use"):
             HealthServer("127.0.0.1", port, metrics.registry, lambda: [], lambda: [])
+
+
+def test_known_label_values_start_at_zero_so_the_first_increase_shows_in_rate():
+    samples = _samples(Metrics())
+    assert samples[("receipt_enricher_dlq_events_total", (("kind", "invalid_json"),))] == 0
+    assert samples[("receipt_enricher_enrich_items_total", (("source", "fallback"),))] == 0
+    assert samples[("receipt_enricher_producer_records_total", (("kind", "dead_letter"),))] == 0
+
+
+def test_dashboard_uses_a_prometheus_datasource_variable_and_only_variables_it_defines():
+    import json
+
+    from bench.dashboard_render import DASHBOARD, load_panels
+
+    dashboard = json.loads(DASHBOARD.read_text())
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    assert variables["datasource"]["type"] == "datasource" and variables["datasource"]["query"] == "prometheus"
+    assert all(panel["datasource"]["uid"] == "${datasource}" for panel in dashboard["panels"])
+    panels = load_panels({name: "x" for name in variables}, "1m")
+    assert all("$" not in query.expr for panel in panels for query in panel.queries)
+    with pytest.raises(KeyError):
+        load_panels({}, "1m")
