@@ -23,6 +23,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="receipt-enricher", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("worker", help="run the always-on enrichment worker (settings from ENRICHER_* variables)")
+    commands.add_parser(
+        "lag-exporter", help="serve the group's consumer lag on /metrics (ENRICHER_METRICS_PORT) without consuming"
+    )
     commands.add_parser("create-topics", help="create the input, output and dead-letter topics if missing")
     produce = commands.add_parser("produce-samples", help="put sample receipts on the input topic")
     produce.add_argument("--count", type=int, default=20)
@@ -55,9 +58,23 @@ def main(argv: list[str] | None = None) -> int:
         print(f"receipt-enricher: {error}", file=sys.stderr)
         return 3
     if args.command == "worker":
+        from app.health import MetricsPortInUse
         from app.worker import run_worker  # imports torch: only the worker pays for it
 
-        run_worker(settings)
+        try:
+            run_worker(settings)
+        except MetricsPortInUse as error:
+            print(f"receipt-enricher worker: {error.strerror}", file=sys.stderr)
+            return 2
+    elif args.command == "lag-exporter":
+        from app.consumer_lag import serve_lag
+        from app.health import MetricsPortInUse
+
+        try:
+            serve_lag(settings)
+        except MetricsPortInUse as error:
+            print(f"receipt-enricher lag-exporter: {error.strerror}", file=sys.stderr)
+            return 2
     elif args.command == "create-topics":
         from app.topics import create_service_topics
 

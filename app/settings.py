@@ -107,6 +107,13 @@ class Settings(BaseSettings):
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
+    # Operations: /metrics, /healthz, /readyz on one port (app/health.py); consumer lag read from Kafka.
+    # Several workers on one host need a port each: the worker refuses to start on a taken port.
+    metrics_host: str = "0.0.0.0"
+    metrics_port: int = Field(default=9108, ge=1, le=65535)
+    lag_poll_interval_s: float = Field(default=15.0, gt=0, description="How often consumer lag is read from Kafka")
+    health_stall_s: float = Field(default=60.0, gt=0, description="Event loop silent this long = not live")
+
     @model_validator(mode="after")
     def _heartbeat_below_session(self) -> "Settings":
         if self.heartbeat_interval_s * 3 > self.session_timeout_s:
