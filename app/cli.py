@@ -8,6 +8,7 @@ import sys
 
 from pydantic import ValidationError
 
+from app.log_redaction import install_log_redaction
 from app.settings import Settings
 
 
@@ -17,6 +18,7 @@ def _configure_logging(level: str) -> None:
         stream=sys.stderr,
         format="ts=%(asctime)s level=%(levelname)s logger=%(name)s event=%(message)s",
     )
+    install_log_redaction()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -104,6 +104,21 @@ def _run_worker(env: dict[str, str], log: Path, settings: Settings, topics: dict
     return outputs, letters, offsets, exit_code, worker.log_text()
 
 
+def _log_in_and_stop(env: dict[str, str], tmp_path: Path) -> str:
+    worker = WorkerProcess(env, tmp_path / "worker-plain-debug.log").start()
+    deadline = time.monotonic() + 240
+    try:
+        while worker.running and time.monotonic() < deadline:
+            if "Authenticated as" in worker.log_text() and "Fetch" in worker.log_text():
+                break
+            time.sleep(1)
+    finally:
+        exit_code = worker.stop(signal.SIGTERM)
+    log = worker.log_text()
+    assert "Authenticated as" in log and exit_code == 0, log[-3000:]
+    return log
+
+
 def test_worker_and_tools_work_over_sasl_ssl_and_mtls_and_their_logs_leak_nothing(secure_broker, default_model, tmp_path):
     run = uuid.uuid4().hex[:8]
     topics = {"input": f"receipts-{run}", "output": f"enriched-{run}", "dlq": f"dlq-{run}"}
@@ -172,7 +187,12 @@ def test_worker_and_tools_work_over_sasl_ssl_and_mtls_and_their_logs_leak_nothin
     tail = _cli(mtls, "tail", "--dlq", "--max", str(MALFORMED), "--timeout", "60")
     assert tail.returncode == 0 and f"-- {MALFORMED} message(s)" in tail.stdout, tail.stderr[-3000:]
     info_logs.append(tail.stderr)
-    all_logs += info_logs + [debug_log]
+
+    # Worker 3: SASL_SSL with PLAIN at DEBUG, whose token is the password in clear and which aiokafka logs
+    # with every request at DEBUG. It only has to log in and start consuming.
+    plain_log = _log_in_and_stop({**common, **secure_broker.plain_env(), "ENRICHER_LOG_LEVEL": "DEBUG"}, tmp_path)
+    assert "<sasl exchange redacted>" in plain_log, "the SASL requests were logged and redacted"
+    all_logs += info_logs + [debug_log, plain_log]
 
     # Secrets never appear, at any level.
     client = secure_broker.client

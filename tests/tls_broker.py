@@ -14,7 +14,8 @@ from tests.tls_certs import make_certificates, scram_sha512_credential
 
 
 class SecureKafka(LocalKafka):
-    """LocalKafka plus a SASL_SSL (SCRAM-SHA-512) listener and an SSL listener that requires client certificates."""
+    """LocalKafka plus a SASL_SSL listener (SCRAM-SHA-512, and PLAIN for the log checks) and an SSL listener
+    that requires client certificates."""
 
     def __init__(self, data_dir: Path) -> None:
         data_dir = Path(data_dir)
@@ -33,8 +34,10 @@ SASL_SSL://127.0.0.1:{self.sasl_port},SSL://127.0.0.1:{self.mtls_port}
 advertised.listeners=PLAINTEXT://127.0.0.1:{self.port},SASL_SSL://127.0.0.1:{self.sasl_port},\
 SSL://127.0.0.1:{self.mtls_port}
 listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL,SSL:SSL
-sasl.enabled.mechanisms=SCRAM-SHA-512
+sasl.enabled.mechanisms=SCRAM-SHA-512,PLAIN
 listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required \
+  user_{self.client.username}="{self.client.password}";
 ssl.keystore.type=PEM
 ssl.keystore.location={keystore}
 ssl.truststore.type=PEM
@@ -62,6 +65,10 @@ listener.name.sasl_ssl.ssl.client.auth=none
             "ENRICHER_SASL_PASSWORD_FILE": str(self.client.password_file),
             "ENRICHER_SSL_CA_FILE": str(self.client.ca),
         }
+
+    def plain_env(self) -> dict[str, str]:
+        """SASL_SSL with PLAIN: the mechanism whose token is the password in clear (the log-hygiene worst case)."""
+        return {**self.sasl_env(), "ENRICHER_SASL_MECHANISM": "PLAIN"}
 
     def mtls_env(self) -> dict[str, str]:
         """ENRICHER_* variables of an SSL client authenticated by its certificate (key encrypted)."""
