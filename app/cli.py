@@ -21,7 +21,8 @@ def _configure_logging(level: str) -> None:
     install_log_redaction()
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """Every command and its flags (tests/test_deploy.py parses the deployment files' commands with it)."""
     parser = argparse.ArgumentParser(prog="receipt-enricher", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("worker", help="run the always-on enrichment worker (settings from ENRICHER_* variables)")
@@ -43,7 +44,11 @@ def main(argv: list[str] | None = None) -> int:
     from app.backfill_plan import add_arguments as add_backfill_arguments
 
     add_backfill_arguments(backfill)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
 
     try:
         settings = Settings()
