@@ -16,6 +16,7 @@ Pure: no broker, no model, no network; a few seconds.
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import shutil
 import subprocess
@@ -57,7 +58,9 @@ def _manifests() -> list[tuple[str, dict]]:
 
 
 def _one(kind: str, name: str | None = None) -> dict:
-    found = [doc for _, doc in _manifests() if doc["kind"] == kind and (name is None or doc["metadata"]["name"] == name)]
+    found = [
+        doc for _, doc in _manifests() if doc["kind"] == kind and (name is None or doc["metadata"]["name"] == name)
+    ]
     assert len(found) == 1, f"expected one {kind} {name or ''}, found {len(found)}"
     return found[0]
 
@@ -67,7 +70,11 @@ def _config_map() -> dict[str, str]:
 
 
 def _pod_templates() -> list[tuple[str, dict]]:
-    return [(doc["metadata"]["name"], doc["spec"]["template"]) for _, doc in _manifests() if doc["kind"] in ("Deployment", "Job")]
+    return [
+        (doc["metadata"]["name"], doc["spec"]["template"])
+        for _, doc in _manifests()
+        if doc["kind"] in ("Deployment", "Job")
+    ]
 
 
 def _compose() -> dict:
@@ -111,7 +118,7 @@ def _settings_field(variable: str) -> str | None:
 def _settings_from(env: dict[str, str], monkeypatch, tmp_path: Path) -> Settings:
     """Settings exactly as a container with these variables builds them; secret and CA files become
     local stand-ins, because Settings reads them at start-up."""
-    for variable in [v for v in __import__("os").environ if v.startswith("ENRICHER_")]:
+    for variable in [v for v in os.environ if v.startswith("ENRICHER_")]:
         monkeypatch.delenv(variable)
     for variable, value in env.items():
         if variable.endswith("_FILE"):
@@ -134,7 +141,10 @@ def test_every_kubernetes_object_is_valid_for_its_schema(source, document):
 
 
 def _crd_schema(kind: str, version: str) -> dict:
-    crd_file = {"ScaledObject": "keda.sh_scaledobjects.yaml", "TriggerAuthentication": "keda.sh_triggerauthentications.yaml"}
+    crd_file = {
+        "ScaledObject": "keda.sh_scaledobjects.yaml",
+        "TriggerAuthentication": "keda.sh_triggerauthentications.yaml",
+    }
     crd = yaml.safe_load((K8S / "schemas" / crd_file[kind]).read_text())
     assert crd["spec"]["names"]["kind"] == kind
     (served,) = [v for v in crd["spec"]["versions"] if v["name"] == version and v["served"]]
@@ -256,7 +266,7 @@ def test_configmap_variables_are_settings_fields_and_their_values_pass_validatio
 
 def test_every_container_command_parses_with_the_real_cli_and_the_backfill_job_is_a_valid_job(monkeypatch, tmp_path):
     settings = _settings_from(_config_map(), monkeypatch, tmp_path)
-    for name, template in _pod_templates():
+    for _, template in _pod_templates():
         for container in template["spec"]["containers"]:
             args = build_parser().parse_args(container["args"])
             if args.command == "backfill":
@@ -275,7 +285,9 @@ def test_secret_files_are_mounted_where_the_settings_point_and_every_reference_r
         volumes = {volume["name"]: volume for volume in spec["volumes"]}
         for container in spec["containers"]:
             assert [ref["configMapRef"]["name"] for ref in container["envFrom"]] == ["receipt-enricher-settings"]
-            mounts = {m["mountPath"]: volumes[m["name"]] for m in container["volumeMounts"]}  # KeyError = no such volume
+            mounts = {
+                m["mountPath"]: volumes[m["name"]] for m in container["volumeMounts"]
+            }  # KeyError = no such volume
             for variable in ("ENRICHER_SASL_PASSWORD_FILE", "ENRICHER_SSL_CA_FILE"):
                 path = Path(data[variable])
                 volume = mounts[str(path.parent)]
@@ -307,7 +319,11 @@ def test_worker_probes_and_scrape_annotations_use_the_metrics_port_and_paths_the
     assert probes["readinessProbe"]["path"] == "/readyz"
     assert probes["livenessProbe"]["path"] == probes["startupProbe"]["path"] == "/healthz"
     assert all(probe["port"] == "metrics" for probe in probes.values())
-    assert container["resources"]["requests"]["nvidia.com/gpu"] == container["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert (
+        container["resources"]["requests"]["nvidia.com/gpu"]
+        == container["resources"]["limits"]["nvidia.com/gpu"]
+        == "1"
+    )
     # Graceful termination outlasts one model batch (and the take's publish and commit after it).
     assert template["spec"]["terminationGracePeriodSeconds"] > 2 * float(data["ENRICHER_MODEL_TIMEOUT_S"])
 
@@ -348,8 +364,13 @@ def test_keda_scales_the_worker_deployment_on_the_live_groups_lag_with_real_kafk
     data = _config_map()
     scaled = _one("ScaledObject")
     target = scaled["spec"]["scaleTargetRef"]
-    assert (target["kind"], target["name"]) == ("Deployment", _one("Deployment", "receipt-enricher-worker")["metadata"]["name"])
-    assert scaled["spec"]["maxReplicaCount"] <= int(data["ENRICHER_TOPIC_PARTITIONS"]), "more workers than partitions idle"
+    assert (target["kind"], target["name"]) == (
+        "Deployment",
+        _one("Deployment", "receipt-enricher-worker")["metadata"]["name"],
+    )
+    assert scaled["spec"]["maxReplicaCount"] <= int(data["ENRICHER_TOPIC_PARTITIONS"]), (
+        "more workers than partitions idle"
+    )
     (trigger,) = scaled["spec"]["triggers"]
     assert trigger["type"] == "kafka"
     metadata = trigger["metadata"]
@@ -405,7 +426,10 @@ def test_compose_runs_cli_commands_with_real_settings_and_mounts_files_that_exis
     internal = [a for a in kafka["KAFKA_ADVERTISED_LISTENERS"].split(",") if a.startswith("INTERNAL://")][0]
     assert services["worker"]["environment"]["ENRICHER_BOOTSTRAP_SERVERS"] == internal.removeprefix("INTERNAL://")
     assert "broker,controller" == kafka["KAFKA_PROCESS_ROLES"], "KRaft, one node"
-    assert any(str(port).startswith(services["worker"]["environment"]["ENRICHER_METRICS_PORT"] + ":") for port in services["worker"]["ports"])
+    assert any(
+        str(port).startswith(services["worker"]["environment"]["ENRICHER_METRICS_PORT"] + ":")
+        for port in services["worker"]["ports"]
+    )
 
 
 def test_compose_prometheus_scrapes_the_worker_with_the_production_rules_and_grafana_gets_the_dashboard(tmp_path):
@@ -423,13 +447,17 @@ def test_compose_prometheus_scrapes_the_worker_with_the_production_rules_and_gra
     assert promtool, "promtool is installed by .ci/run (Debian's prometheus package)"
     for source, target in mounts.items():
         shutil.copy(COMPOSE / source, tmp_path / Path(target).name)
-    result = subprocess.run([promtool, "check", "config", str(tmp_path / "prometheus.yml")], capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [promtool, "check", "config", str(tmp_path / "prometheus.yml")], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
     grafana = services["grafana"]
     grafana_mounts = dict(volume.split(":")[:2] for volume in grafana["volumes"])
     provisioning = COMPOSE / "grafana" / "provisioning"
-    assert (COMPOSE / next(s for s, t in grafana_mounts.items() if t == "/etc/grafana/provisioning")).resolve() == provisioning
+    assert (
+        COMPOSE / next(s for s, t in grafana_mounts.items() if t == "/etc/grafana/provisioning")
+    ).resolve() == provisioning
     (provider,) = yaml.safe_load((provisioning / "dashboards" / "receipt-enricher.yml").read_text())["providers"]
     dashboards = next(COMPOSE / s for s, t in grafana_mounts.items() if t == provider["options"]["path"])
     assert dashboards.resolve() == DEPLOY / "grafana" and list(dashboards.glob("*.json"))
