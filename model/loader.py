@@ -1,13 +1,15 @@
 """Load the base model (NF4 4-bit where CUDA is present), its tokenizer and the LoRA adapter.
 
-Training and serving build the quantization and LoRA configs through the same functions here, so
-the service loads the model exactly as it was trained.
+Training and serving build the quantization and LoRA configs through the same functions here
+(TRL's ``get_quantization_config`` / ``get_peft_config`` habit), so the service loads the model
+exactly as it was trained.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,14 +19,22 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
 
 from schemas.events import ModelIdentity
 
+log = logging.getLogger(__name__)
+
 MANIFEST_NAME = "manifest.json"
-# Used only when a model directory carries no manifest: enough for the answer format's four fields.
-DEFAULT_MAX_NEW_TOKENS = 64
+BUILD_COMMAND = "python -m training.build_default_model"
+# Only for a model directory without a manifest (e.g. a merged model from elsewhere): four short fields.
+FALLBACK_MAX_NEW_TOKENS = 64
 LORA_TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 class ModelNotFound(FileNotFoundError):
-    """A model path that does not exist; a hub lookup would only burn time here."""
+    """A local model path that does not exist or holds no model; a hub lookup would only burn time here."""
+
+
+class DeviceUnavailable(RuntimeError):
+    """The requested device is not present on this machine."""
 
 
 @dataclass(frozen=True)
@@ -33,6 +43,8 @@ class ModelSpec:
     adapter_path: Path | None = None
     device: str = "auto"
     quantize_4bit: bool | None = None  # None: NF4 exactly where CUDA is present
+    compute_dtype: str = "auto"  # auto: bf16 (fp16 on older GPUs) on CUDA, float32 on CPU
+    # Training and merging need trainable adapters and the CPU 4-bit repacking trap disabled.
     for_training: bool = False
 
 
@@ -48,28 +60,39 @@ class LoadedModel:
 def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device 'cuda' was requested but torch sees no CUDA device")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise DeviceUnavailable(f"device {device!r} was requested but torch sees no CUDA device; use 'cpu' or 'auto'")
     return torch.device(device)
 
 
-def compute_dtype(device: torch.device) -> torch.dtype:
-    # bf16 on GPUs that have it (QLoRA's compute type); fp32 on CPU, where bf16 matmuls gain little here.
+def resolve_compute_dtype(name: str, device: torch.device) -> torch.dtype:
+    """QLoRA's compute type: bf16 on GPUs that have it; float32 on CPU, where bf16 gains little here."""
+    if name != "auto":
+        if name not in _DTYPES:
+            raise ValueError(f"compute_dtype {name!r} is not one of auto, {', '.join(_DTYPES)}")
+        return _DTYPES[name]
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return torch.float32
 
 
-def build_quantization_config(dtype: torch.dtype) -> BitsAndBytesConfig:
+def build_quantization_config(compute_dtype: torch.dtype) -> BitsAndBytesConfig:
+    """NF4 with double quantization (QLoRA): the base as stored for training and for serving."""
     return BitsAndBytesConfig(
         load_in_4bit=True,
         bnb_4bit_quant_type="nf4",
         bnb_4bit_use_double_quant=True,
-        bnb_4bit_compute_dtype=dtype,
+        bnb_4bit_compute_dtype=compute_dtype,
     )
 
 
-def build_lora_config(r: int = 16, alpha: int = 32, dropout: float = 0.05, target_modules=LORA_TARGET_MODULES, modules_to_save=None):
+def build_lora_config(
+    r: int = 16,
+    alpha: int = 32,
+    dropout: float = 0.05,
+    target_modules: tuple[str, ...] | list[str] = LORA_TARGET_MODULES,
+    modules_to_save: list[str] | None = None,
+):
     from peft import LoraConfig
 
     return LoraConfig(
@@ -88,6 +111,7 @@ def disable_cpu_4bit_repacking(model: Any) -> int:
     On such CPUs an eval-mode forward repacks the weights; LoRA gradients computed afterwards are
     silently wrong and merge_and_unload gives garbage (../shared/notes/ml-on-cpu.md: 99% → 84%
     exact match). Costs 10–20% generation speed, so it is applied only for training and merging.
+    Returns the number of 4-bit layers it changed.
     """
     import bitsandbytes
 
@@ -97,28 +121,27 @@ def disable_cpu_4bit_repacking(model: Any) -> int:
     return len(layers)
 
 
-def read_manifest(path: Path) -> dict[str, Any]:
-    manifest = path / MANIFEST_NAME
+def read_manifest(directory: Path) -> dict[str, Any]:
+    manifest = directory / MANIFEST_NAME
     return json.loads(manifest.read_text(encoding="utf-8")) if manifest.exists() else {}
 
 
-def _require(path: Path, what: str) -> None:
-    if not path.exists():
+def _require(path: Path, marker: str, what: str) -> None:
+    if not (path / marker).exists():
+        problem = "not found" if not path.exists() else f"holds no {marker}"
         raise ModelNotFound(
-            f"{what} not found at {path}. Build the project's default model with "
-            "`python -m training.build_default_model`, or point ENRICHER_MODEL_BASE_PATH / "
-            "ENRICHER_MODEL_ADAPTER_PATH at a local model directory."
+            f"{what} {problem} at {path}. Build the project's default model with `{BUILD_COMMAND}`, "
+            "or point ENRICHER_MODEL_BASE_PATH / ENRICHER_MODEL_ADAPTER_PATH at a local model directory."
         )
 
 
-def _content_version(*paths: Path) -> str:
+def _content_version(*directories: Path) -> str:
     digest = hashlib.sha256()
-    for path in paths:
-        for file in sorted(p for p in path.rglob("*") if p.is_file()):
-            if file.suffix in {".json", ".safetensors"}:
-                digest.update(file.name.encode())
-                digest.update(file.read_bytes())
-    return digest.hexdigest()[:12]
+    for directory in directories:
+        for file in sorted(p for p in directory.rglob("*") if p.is_file() and p.suffix in {".json", ".safetensors"}):
+            digest.update(file.name.encode())
+            digest.update(file.read_bytes())
+    return "sha256-" + digest.hexdigest()[:12]
 
 
 def load_tokenizer(path: Path) -> PreTrainedTokenizerBase:
@@ -129,13 +152,29 @@ def load_tokenizer(path: Path) -> PreTrainedTokenizerBase:
     return tokenizer
 
 
+def _identity(base_path: Path, adapter_path: Path | None) -> tuple[ModelIdentity, dict[str, Any]]:
+    """Name and version from the manifests the build writes (model dir, base, adapter), else a content hash."""
+    model_manifest = read_manifest(base_path.parent)
+    base_manifest = read_manifest(base_path)
+    adapter_manifest = read_manifest(adapter_path) if adapter_path else {}
+    version = adapter_manifest.get("version") or model_manifest.get("version") or base_manifest.get("version")
+    identity = ModelIdentity(
+        base_model=model_manifest.get("base_model") or base_manifest.get("base_model") or base_path.name,
+        adapter=(adapter_manifest.get("adapter") or adapter_path.name) if adapter_path else None,
+        version=str(version or _content_version(*(p for p in (base_path, adapter_path) if p is not None))),
+    )
+    return identity, {**model_manifest, **base_manifest, **adapter_manifest}
+
+
 def load_model(spec: ModelSpec) -> LoadedModel:
+    """Base (+ adapter) and tokenizer from local directories; raises ModelNotFound before any hub lookup."""
     base_path = Path(spec.base_path)
-    _require(base_path, "base model")
-    if spec.adapter_path is not None:
-        _require(Path(spec.adapter_path), "LoRA adapter")
+    adapter_path = Path(spec.adapter_path) if spec.adapter_path is not None else None
+    _require(base_path, "config.json", "base model")
+    if adapter_path is not None:
+        _require(adapter_path, "adapter_config.json", "LoRA adapter")
     device = resolve_device(spec.device)
-    dtype = compute_dtype(device)
+    dtype = resolve_compute_dtype(spec.compute_dtype, device)
     quantize = device.type == "cuda" if spec.quantize_4bit is None else spec.quantize_4bit
 
     kwargs: dict[str, Any] = {"dtype": dtype, "local_files_only": True}
@@ -148,28 +187,23 @@ def load_model(spec: ModelSpec) -> LoadedModel:
     if not quantize:
         model.to(device)
 
-    tokenizer_path = Path(spec.adapter_path) if spec.adapter_path and (Path(spec.adapter_path) / "tokenizer.json").exists() else base_path
-    tokenizer = load_tokenizer(tokenizer_path)
+    # A run directory carries the tokenizer it was trained with; prefer it over the base's.
+    has_own_tokenizer = adapter_path is not None and (adapter_path / "tokenizer.json").exists()
+    tokenizer = load_tokenizer(adapter_path if has_own_tokenizer else base_path)
 
-    if spec.adapter_path is not None:
+    if adapter_path is not None:
         from peft import PeftModel
 
         # The base is passed explicitly: adapter_config.json stores the base path as it was at training time.
-        model = PeftModel.from_pretrained(model, str(spec.adapter_path), is_trainable=spec.for_training)
+        model = PeftModel.from_pretrained(model, str(adapter_path), is_trainable=spec.for_training)
     if not spec.for_training:
         model.eval()
 
-    manifest = read_manifest(base_path.parent) or read_manifest(base_path)
-    adapter_manifest = read_manifest(Path(spec.adapter_path)) if spec.adapter_path else {}
-    version = (
-        adapter_manifest.get("version")
-        or manifest.get("version")
-        or _content_version(*(p for p in (base_path, spec.adapter_path) if p is not None))
+    identity, manifest = _identity(base_path, adapter_path)
+    max_new_tokens = manifest.get("max_answer_tokens")
+    if max_new_tokens is None:
+        log.warning("model_manifest_missing base=%s max_new_tokens=%d", base_path, FALLBACK_MAX_NEW_TOKENS)
+        max_new_tokens = FALLBACK_MAX_NEW_TOKENS
+    return LoadedModel(
+        model=model, tokenizer=tokenizer, identity=identity, device=device, max_new_tokens=int(max_new_tokens)
     )
-    identity = ModelIdentity(
-        base_model=manifest.get("base_model") or base_path.name,
-        adapter=(adapter_manifest.get("adapter") or Path(spec.adapter_path).name) if spec.adapter_path else None,
-        version=str(version),
-    )
-    max_new_tokens = int(adapter_manifest.get("max_answer_tokens") or manifest.get("max_answer_tokens") or DEFAULT_MAX_NEW_TOKENS)
-    return LoadedModel(model=model, tokenizer=tokenizer, identity=identity, device=device, max_new_tokens=max_new_tokens)

@@ -1,10 +1,18 @@
 """The default model through the production loader, generator and parser (no fakes)."""
 
 import pytest
+import torch
 
 from model.enricher import Enricher
 from model.generation import BatchGenerator
-from model.loader import ModelNotFound, ModelSpec, load_model
+from model.loader import (
+    DeviceUnavailable,
+    ModelNotFound,
+    ModelSpec,
+    load_model,
+    resolve_compute_dtype,
+    resolve_device,
+)
 from schemas.events import ItemStatus
 from schemas.taxonomy import load_taxonomy
 
@@ -55,6 +63,30 @@ def test_identity_and_answer_budget_come_from_the_model_manifest(loaded):
 def test_a_missing_model_path_fails_fast_with_the_build_command_in_the_message(tmp_path):
     with pytest.raises(ModelNotFound, match="build_default_model"):
         load_model(ModelSpec(base_path=tmp_path / "nowhere"))
+
+
+def test_a_directory_without_a_model_fails_fast_naming_what_is_missing(tmp_path):
+    with pytest.raises(ModelNotFound, match="holds no config.json"):
+        load_model(ModelSpec(base_path=tmp_path))
+
+
+def test_an_adapter_directory_without_an_adapter_is_refused(default_model, tmp_path):
+    with pytest.raises(ModelNotFound, match="LoRA adapter holds no adapter_config.json"):
+        load_model(ModelSpec(base_path=default_model.base, adapter_path=tmp_path))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_requested_without_cuda_is_refused_with_the_alternatives():
+    with pytest.raises(DeviceUnavailable, match="use 'cpu' or 'auto'"):
+        resolve_device("cuda:1")
+
+
+def test_compute_dtype_is_float32_on_cpu_unless_named_and_an_unknown_name_is_refused():
+    cpu = torch.device("cpu")
+    assert resolve_compute_dtype("auto", cpu) is torch.float32
+    assert resolve_compute_dtype("bfloat16", cpu) is torch.bfloat16
+    with pytest.raises(ValueError, match="not one of auto"):
+        resolve_compute_dtype("fp8", cpu)
 
 
 def test_four_bit_loading_for_training_on_cpu_disables_the_avx512_repacking_trap(default_model):
