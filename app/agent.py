@@ -1,13 +1,15 @@
-"""The Faust app and its one agent: take → process (validate, enrich, publish) → ack."""
+"""The Faust app and its one agent: take → prepare → enrich → publish → ack, overlapped across takes."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 import faust
 from faust.types import EventT
 
-from app.pipeline import InMessage, Pipeline
+from app.overlap import OverlappedTakes
+from app.pipeline import InMessage, Pipeline, TakeResult
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -50,17 +52,15 @@ def create_app(settings: Settings, pipeline: Pipeline) -> faust.App:
     )
     receipts = app.topic(settings.input_topic, key_type=bytes, value_type=bytes, allow_empty=True)
 
+    async def stop_worker(error: BaseException) -> None:
+        # Unknown failure: nothing of this take (or any later one) is acked. Restarting only the actor
+        # would resume after these messages, so stop the worker and let it replay from the last commit.
+        log.error("take_failed error=%s", type(error).__name__, exc_info=error)
+        await app.crash(error)
+
     @app.agent(receipts, name="enrich-receipts")
     async def enrich_receipts(stream: faust.StreamT) -> None:
-        async for events in stream.noack_take(settings.take_max_events, within=settings.max_wait_s):
-            try:
-                result = await pipeline.process([_in_message(event) for event in events])
-            except Exception as error:
-                # Unknown failure: nothing of this take is acked. Restarting only the actor would
-                # resume after these messages, so stop the worker and let it replay from the last commit.
-                log.exception("take_failed messages=%d", len(events))
-                await app.crash(error)
-                raise
+        async def ack(events: Sequence[EventT], result: TakeResult) -> None:
             for event in events:
                 await stream.ack(event)
             log.info(
@@ -72,5 +72,15 @@ def create_app(settings: Settings, pipeline: Pipeline) -> faust.App:
                 result.outcome.model_calls,
                 result.outcome.failed_items,
             )
+
+        # The loop body only prepares a take and queues it: the model, publishing and acks run in
+        # the take's own task, so the next take is collected and prepared while the model works.
+        takes = OverlappedTakes(pipeline, on_done=ack, on_failure=stop_worker)
+        try:
+            async for events in stream.noack_take(settings.take_max_events, within=settings.max_wait_s):
+                await takes.submit([_in_message(event) for event in events], events)
+            await takes.drain()
+        finally:
+            await takes.cancel()
 
     return app

@@ -9,6 +9,7 @@ really gave are cached: a ``model_error`` fallback is retried next time.
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from typing import Protocol
@@ -57,32 +58,39 @@ def decode_answer(data: bytes, taxonomy: Taxonomy) -> ParsedAnswer | None:
 
 
 class LruStore:
-    """Bounded in-process store; the least recently used entry goes first."""
+    """Bounded in-process store; the least recently used entry goes first.
+
+    Thread-safe: the next take is looked up in the prefetch thread while the model thread stores
+    the current take's answers, and even a read reorders the LRU.
+    """
 
     def __init__(self, max_entries: int) -> None:
         if max_entries < 1:
             raise ValueError("max_entries must be at least 1")
         self.max_entries = max_entries
         self._entries: OrderedDict[str, bytes] = OrderedDict()
+        self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self._entries)
 
     def get_many(self, keys: list[str]) -> dict[str, bytes]:
         found = {}
-        for key in keys:
-            value = self._entries.get(key)
-            if value is not None:
-                self._entries.move_to_end(key)
-                found[key] = value
+        with self._lock:
+            for key in keys:
+                value = self._entries.get(key)
+                if value is not None:
+                    self._entries.move_to_end(key)
+                    found[key] = value
         return found
 
     def put_many(self, items: Mapping[str, bytes]) -> None:
-        for key, value in items.items():
-            self._entries[key] = value
-            self._entries.move_to_end(key)
-        while len(self._entries) > self.max_entries:
-            self._entries.popitem(last=False)
+        with self._lock:
+            for key, value in items.items():
+                self._entries[key] = value
+                self._entries.move_to_end(key)
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
 
 
 class AnswerCache:
@@ -94,6 +102,7 @@ class AnswerCache:
         self.hits_local = 0
         self.hits_shared = 0
         self.misses = 0
+        self._counters = threading.Lock()
 
     def lookup(self, texts: Iterable[str]) -> dict[str, ParsedAnswer]:
         """Answers known for these texts; texts not in the result must go to the model."""
@@ -104,15 +113,38 @@ class AnswerCache:
         shared = self._shared.get_many(missing) if self._shared is not None and missing else {}
         if shared:
             self._local.put_many(shared)
+        hits_local = hits_shared = misses = 0
         for text, key in keys.items():
             data = local.get(key) or shared.get(key)
             answer = decode_answer(data, self._taxonomy) if data is not None else None
             if answer is None:
-                self.misses += 1
+                misses += 1
                 continue
-            self.hits_local += key in local
-            self.hits_shared += key not in local
+            hits_local += key in local
+            hits_shared += key not in local
             found[text] = answer
+        with self._counters:
+            self.hits_local += hits_local
+            self.hits_shared += hits_shared
+            self.misses += misses
+        return found
+
+    def lookup_recent(self, texts: Iterable[str]) -> dict[str, ParsedAnswer]:
+        """Ask the local level again for texts that ``lookup`` missed a moment ago.
+
+        Used right before generation: a take planned while the model ran the previous one finds
+        that take's answers here. Each hit turns one counted miss into a local hit.
+        """
+        keys = {text: cache_key(self.model_version, text) for text in texts}
+        local = self._local.get_many(list(keys.values()))
+        found = {}
+        for text, key in keys.items():
+            answer = decode_answer(local[key], self._taxonomy) if key in local else None
+            if answer is not None:
+                found[text] = answer
+        with self._counters:
+            self.hits_local += len(found)
+            self.misses -= len(found)
         return found
 
     def store(self, answers: Mapping[str, ParsedAnswer]) -> None:

@@ -9,9 +9,10 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from app.batcher import BatchLimits, plan_batches
+from app.batcher import BatchLimits, ModelBatch, plan_batches
 from app.cache import AnswerCache
 from model.enricher import ModelBatchFailed
+from model.item_key import item_key
 from model.parser import ParsedAnswer
 from model.prompt import clean_raw_name
 from schemas.events import ItemStatus
@@ -62,6 +63,58 @@ def enrich_all(batches: Sequence[Sequence[str]], enrich: EnrichFn, taxonomy: Tax
     return outcome
 
 
+@dataclass(frozen=True, slots=True)
+class AnswerPlan:
+    """What one take asks of the model, decided before the model is free (so it can be prefetched)."""
+
+    cached: dict[str, ParsedAnswer]
+    batches: list[ModelBatch]
+    # Every distinct text of the take → the text that stands for its item key and is generated.
+    aliases: dict[str, str]
+
+    @property
+    def planned_items(self) -> int:
+        return sum(len(batch.texts) for batch in self.batches)
+
+
+def plan_answers(
+    texts: Sequence[str],
+    cache: AnswerCache | None,
+    count_tokens: Callable[[Sequence[str]], list[int]],
+    limits: BatchLimits,
+) -> AnswerPlan:
+    """Deduplicate by item key, answer what the cache knows, cut the rest into model batches."""
+    representative: dict[str, str] = {}
+    aliases: dict[str, str] = {}
+    for text in dict.fromkeys(texts):
+        aliases[text] = representative.setdefault(item_key(text), text)
+    unique = list(representative.values())
+    cached = cache.lookup(unique) if cache is not None else {}
+    todo = [text for text in unique if text not in cached]
+    return AnswerPlan(cached=cached, batches=plan_batches(todo, count_tokens(todo), limits), aliases=aliases)
+
+
+def run_plan(plan: AnswerPlan, cache: AnswerCache | None, enrich: EnrichFn, taxonomy: Taxonomy) -> EnrichmentOutcome:
+    """Generate what the plan left to the model, store it, and answer every text of the take.
+
+    A plan made while the model was busy with the previous take may ask for texts that take has
+    answered since; the local cache is asked again first, so they are not generated twice.
+    """
+    batches: list[Sequence[str]] = [batch.texts for batch in plan.batches]
+    late: dict[str, ParsedAnswer] = {}
+    if cache is not None and batches:
+        late = cache.lookup_recent([text for batch in batches for text in batch])
+        if late:
+            batches = [[text for text in batch if text not in late] for batch in batches]
+    outcome = enrich_all(batches, enrich, taxonomy)
+    if cache is not None:
+        cache.store(outcome.answers)
+    answered = {**outcome.answers, **plan.cached, **late}
+    outcome.answers = {text: answered[stand_in] for text, stand_in in plan.aliases.items()}
+    outcome.cached_items = len(plan.cached) + len(late)
+    return outcome
+
+
 def answer_texts(
     texts: Sequence[str],
     cache: AnswerCache | None,
@@ -71,16 +124,7 @@ def answer_texts(
     taxonomy: Taxonomy,
 ) -> EnrichmentOutcome:
     """Answer every distinct text once: from the cache where known, else in planned model batches."""
-    unique = list(dict.fromkeys(texts))
-    cached = cache.lookup(unique) if cache is not None else {}
-    todo = [text for text in unique if text not in cached]
-    batches = plan_batches(todo, count_tokens(todo), limits)
-    outcome = enrich_all([batch.texts for batch in batches], enrich, taxonomy)
-    if cache is not None:
-        cache.store(outcome.answers)
-    outcome.answers.update(cached)
-    outcome.cached_items = len(cached)
-    return outcome
+    return run_plan(plan_answers(texts, cache, count_tokens, limits), cache, enrich, taxonomy)
 
 
 def fallback_answer(raw_name: str, taxonomy: Taxonomy) -> ParsedAnswer:

@@ -5,9 +5,16 @@ Delivery order (the only place it is decided):
      transaction, or a dead letter when it is not a valid receipt;
   2. all records are produced and the broker's acknowledgement of each is awaited;
   3. only then does the agent ack the messages, and faust commits the highest contiguous acked
-     offset per partition at its next commit.
+     offset per partition at its next commit;
+  4. takes are acked in the order they were taken, and a take is published only after the take
+     before it is acked; the first take that fails stops the worker, and neither it nor any later
+     take is acked.
 A crash anywhere before step 3 leaves the offsets uncommitted: the take is redone (duplicates
 possible, loss impossible). A record the broker refuses for good becomes a dead letter instead.
+
+The stages are separate methods so the agent can overlap them (app/overlap.py): ``prepare``
+(decode, validate, cache lookup, tokenize, plan) of take N+1 and ``publish`` of take N-1 run
+while the model thread runs ``enrich`` of take N. The order above holds across takes.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ from app.assembler import assemble, model_text
 from app.batcher import BatchLimits
 from app.cache import AnswerCache
 from app.dead_letter import dead_letter
-from app.enrichment import EnrichFn, EnrichmentOutcome, answer_texts
+from app.enrichment import AnswerPlan, EnrichFn, EnrichmentOutcome, plan_answers, run_plan
 from app.publisher import OutRecord, Publisher, RecordRejected
 from app.validation import InvalidEvent, decode_event
 from schemas.events import ModelIdentity, ReceiptEvent
@@ -55,6 +62,17 @@ class InMessage:
 class Topics:
     output: str
     dlq: str
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedTake:
+    """A take after the pre-model work: its dead letters are decided and its model work is planned."""
+
+    started_at: datetime
+    valid: list[tuple[InMessage, ReceiptEvent]]
+    dead_letters: list[tuple[InMessage, OutRecord]]
+    items: int
+    plan: AnswerPlan
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,29 +108,48 @@ class Pipeline:
         self._cache = cache
         # The model gets one thread of its own: the event loop keeps heartbeats and fetches going.
         self._model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
+        # The next take's decoding, cache lookup (a Redis round trip) and tokenizing run here,
+        # beside the model thread, so they neither block the event loop nor wait for the model.
+        self._prepare_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prepare")
 
     async def process(self, messages: Sequence[InMessage]) -> TakeResult:
+        """One take through every stage, without overlap (tools and tests; the agent overlaps them)."""
+        prepared = await self.prepare(messages)
+        return await self.publish(prepared, await self.enrich(prepared))
+
+    async def prepare(self, messages: Sequence[InMessage]) -> PreparedTake:
+        return await asyncio.get_running_loop().run_in_executor(self._prepare_thread, self._prepare, messages)
+
+    def _prepare(self, messages: Sequence[InMessage]) -> PreparedTake:
         now = datetime.now(UTC)
         valid: list[tuple[InMessage, ReceiptEvent]] = []
-        outputs: list[tuple[InMessage, OutRecord]] = []
+        dead_letters: list[tuple[InMessage, OutRecord]] = []
         for message in messages:
             try:
                 valid.append((message, decode_event(message.value)))
             except InvalidEvent as error:
                 log.info("dead_letter kind=%s partition=%d offset=%d", error.kind, message.partition, message.offset)
-                outputs.append((message, self._dead_letter(message, error.kind, error.message, now)))
-
+                dead_letters.append((message, self._dead_letter(message, error.kind, error.message, now)))
         texts = [model_text(item.name) for _, event in valid for item in event.receipt.items]
-        outcome = await self._run_model(texts)
+        plan = plan_answers(texts, self._cache, self._count_tokens, self._limits)
+        return PreparedTake(started_at=now, valid=valid, dead_letters=dead_letters, items=len(texts), plan=plan)
+
+    async def enrich(self, prepared: PreparedTake) -> EnrichmentOutcome:
+        return await self._run_model(prepared)
+
+    async def publish(self, prepared: PreparedTake, outcome: EnrichmentOutcome) -> TakeResult:
+        outputs = list(prepared.dead_letters)
         enriched_at = datetime.now(UTC)
-        for message, event in valid:
+        for message, event in prepared.valid:
             transaction = assemble(event, outcome.answers, self._identity, enriched_at)
             outputs.append((message, OutRecord(self._topics.output, message.key, transaction.model_dump_json().encode())))
 
         rejected = await self._publisher.publish([record for _, record in outputs])
         if rejected:
-            await self._dead_letter_refused(outputs, rejected, now)
-        return TakeResult(receipts=len(valid), items=len(texts), dead_letters=len(messages) - len(valid), outcome=outcome)
+            await self._dead_letter_refused(outputs, rejected, prepared.started_at)
+        return TakeResult(
+            receipts=len(prepared.valid), items=prepared.items, dead_letters=len(prepared.dead_letters), outcome=outcome
+        )
 
     async def _dead_letter_refused(
         self, outputs: list[tuple[InMessage, OutRecord]], rejected: list[RecordRejected], now: datetime
@@ -134,9 +171,9 @@ class Pipeline:
         if still_rejected:
             raise DeadLetterRefused(still_rejected[0])
 
-    async def _run_model(self, texts: list[str]) -> EnrichmentOutcome:
+    async def _run_model(self, prepared: PreparedTake) -> EnrichmentOutcome:
         loop = asyncio.get_running_loop()
-        work = loop.run_in_executor(self._model_thread, self._plan_and_enrich, texts)
+        work = loop.run_in_executor(self._model_thread, run_plan, prepared.plan, self._cache, self._enrich, self._taxonomy)
         waited = 0.0
         while True:
             try:
@@ -144,10 +181,7 @@ class Pipeline:
             except TimeoutError:
                 # A stuck GPU cannot be interrupted from here; say so loudly and let the liveness probe decide.
                 waited += self._model_timeout_s
-                log.error("model_slow waited_s=%.0f items=%d", waited, len(texts))
-
-    def _plan_and_enrich(self, texts: list[str]) -> EnrichmentOutcome:
-        return answer_texts(texts, self._cache, self._count_tokens, self._limits, self._enrich, self._taxonomy)
+                log.error("model_slow waited_s=%.0f items=%d", waited, prepared.plan.planned_items)
 
     def _dead_letter(
         self, message: InMessage, kind: str, reason: str, now: datetime, *, with_original: bool = True
@@ -166,5 +200,6 @@ class Pipeline:
         return OutRecord(self._topics.dlq, message.key, letter.model_dump_json().encode())
 
     def close(self) -> None:
+        self._prepare_thread.shutdown(wait=True)
         self._model_thread.shutdown(wait=True)
         self._publisher.close()

@@ -1,0 +1,142 @@
+"""Keep the model busy: prepare the next take and publish the previous one while the model runs.
+
+A take moves through three stages (``prepare`` → ``enrich`` → ``publish``), then its messages are
+acked. The model stage runs one take at a time, in take order; everything else overlaps it:
+
+    take N-1:  publish, ack
+    take N:    enrich (model thread) .........
+    take N+1:  prepare (decode, validate, cache lookup, tokenize, plan), then wait for the model
+
+Rules that keep the delivery order of app/pipeline.py:
+  - a take is published only after the take before it is published and acked, so acks are in
+    take order and outputs of one key leave in input order;
+  - a take is acked in its own task as soon as its records are acknowledged by the broker, not
+    when the next take arrives (Faust's ``noack_take`` yields only when events arrive);
+  - the first failure stops the line: that take and every later one are never acked, even if a
+    later take was already published (at-least-once: the replay may duplicate, never lose), and
+    ``on_failure`` is called once.
+At most one prepared take waits for the model, so memory and the replay after a crash stay bounded.
+No Kafka and no Faust here: the agent passes the callbacks, tests drive it with plain coroutines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Generic, Protocol, TypeVar
+
+log = logging.getLogger(__name__)
+
+M = TypeVar("M")
+T = TypeVar("T")
+P = TypeVar("P")
+O = TypeVar("O")  # noqa: E741
+R = TypeVar("R")
+
+
+class TakeStages(Protocol[M, P, O, R]):
+    async def prepare(self, messages: Sequence[M]) -> P: ...
+
+    async def enrich(self, prepared: P) -> O: ...
+
+    async def publish(self, prepared: P, outcome: O) -> R: ...
+
+
+class LineStopped(RuntimeError):
+    """An earlier take failed; no further take is accepted (the worker is stopping)."""
+
+    def __init__(self, failure: BaseException) -> None:
+        super().__init__(f"an earlier take failed, no further take is accepted: {failure!r}")
+        self.failure = failure
+
+
+class OverlappedTakes(Generic[M, T, P, O, R]):
+    def __init__(
+        self,
+        stages: TakeStages[M, P, O, R],
+        *,
+        on_done: Callable[[T, R], Awaitable[None]],
+        on_failure: Callable[[BaseException], Awaitable[None]],
+    ) -> None:
+        self._stages = stages
+        self._on_done = on_done
+        self._on_failure = on_failure
+        self._model_free: asyncio.Event | None = None  # set when the last submitted take left the model
+        self._last_done: asyncio.Task[None] | None = None  # the last submitted take's task
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.failure: BaseException | None = None
+
+    async def submit(self, messages: Sequence[M], token: T) -> None:
+        """Prepare a take and queue it for the model; returns once the take before it has left the model.
+
+        ``token`` is handed back to ``on_done`` (the agent passes the Faust events to ack).
+        Raises LineStopped once any take has failed.
+        """
+        self._raise_if_stopped()
+        try:
+            prepared = await self._stages.prepare(messages)
+        except Exception as error:
+            await self._fail(error)
+            raise
+        self._raise_if_stopped()
+        model_before, done_before = self._model_free, self._last_done
+        model_free = asyncio.Event()
+        task = asyncio.create_task(self._complete(prepared, token, model_before, done_before, model_free))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        self._model_free, self._last_done = model_free, task
+        if model_before is not None:
+            # Waiting here, not in the task, is what bounds the queue to one prepared take.
+            await model_before.wait()
+        self._raise_if_stopped()
+
+    async def drain(self) -> None:
+        """Wait until every submitted take is acked or the line has stopped."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks))
+
+    async def cancel(self) -> None:
+        """Abandon takes in flight (worker shutdown): none of them is acked, so all are replayed."""
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def _complete(
+        self,
+        prepared: P,
+        token: T,
+        model_before: asyncio.Event | None,
+        done_before: asyncio.Task[None] | None,
+        model_free: asyncio.Event,
+    ) -> None:
+        try:
+            try:
+                if model_before is not None:
+                    await model_before.wait()
+                if self.failure is not None:
+                    return
+                outcome = await self._stages.enrich(prepared)
+            finally:
+                model_free.set()
+            if done_before is not None:
+                await done_before  # never raises: _complete keeps failures in self.failure
+            if self.failure is not None:
+                return
+            result = await self._stages.publish(prepared, outcome)
+            await self._on_done(token, result)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            await self._fail(error)
+
+    async def _fail(self, error: BaseException) -> None:
+        if self.failure is not None:
+            log.warning("take_failed_after_stop error=%s", type(error).__name__)
+            return
+        self.failure = error
+        await self._on_failure(error)
+
+    def _raise_if_stopped(self) -> None:
+        if self.failure is not None:
+            raise LineStopped(self.failure)

@@ -1,0 +1,222 @@
+"""The agent's take scheduling (app/overlap.py): overlap without breaking the delivery order.
+
+Plain asyncio: each stage of a fake take waits for a gate the test opens, and every stage logs
+when it starts and ends, so the test can see what ran while the model was busy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from app.overlap import LineStopped, OverlappedTakes
+
+WAIT_S = 30  # generous: the machine is loaded; nothing here measures time
+
+
+class GatedStages:
+    """Stands in for the pipeline (not under test here): stages block until the test opens their gate."""
+
+    def __init__(self) -> None:
+        self.log: list[str] = []
+        self.gates: dict[str, asyncio.Event] = {}
+        self.failing: set[str] = set()
+
+    def gate(self, name: str) -> asyncio.Event:
+        return self.gates.setdefault(name, asyncio.Event())
+
+    def open(self, *names: str) -> None:
+        for name in names:
+            self.gate(name).set()
+
+    async def _stage(self, name: str) -> None:
+        self.log.append(f"{name}:start")
+        await self.gate(name).wait()
+        if name in self.failing:
+            self.log.append(f"{name}:failed")
+            raise RuntimeError(f"{name} failed")
+        self.log.append(f"{name}:end")
+
+    async def prepare(self, messages):
+        await self._stage(f"prepare{messages[0]}")
+        return messages[0]
+
+    async def enrich(self, take):
+        await self._stage(f"model{take}")
+        return take
+
+    async def publish(self, take, outcome):
+        await self._stage(f"publish{take}")
+        return take
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.acked: list[int] = []
+        self.failures: list[BaseException] = []
+
+    async def on_done(self, token, result) -> None:
+        assert token == result
+        self.acked.append(token)
+
+    async def on_failure(self, error: BaseException) -> None:
+        self.failures.append(error)
+
+
+async def _until(condition, what: str) -> None:
+    async def poll() -> None:
+        while not condition():
+            await asyncio.sleep(0.001)
+
+    try:
+        await asyncio.wait_for(poll(), WAIT_S)
+    except TimeoutError:
+        pytest.fail(f"timed out waiting for {what}")
+
+
+def _run(scenario) -> None:
+    asyncio.run(asyncio.wait_for(scenario, 4 * WAIT_S))
+
+
+def _line() -> tuple[GatedStages, Recorder, OverlappedTakes]:
+    stages, recorder = GatedStages(), Recorder()
+    return stages, recorder, OverlappedTakes(stages, on_done=recorder.on_done, on_failure=recorder.on_failure)
+
+
+def test_the_next_take_is_prepared_and_the_previous_one_published_while_the_model_runs():
+    async def scenario() -> None:
+        stages, recorder, takes = _line()
+        stages.open("prepare1", "prepare2", "prepare3")
+        await takes.submit([1], 1)
+        await _until(lambda: "model1:start" in stages.log, "the model to start on take 1")
+        # The model is busy with take 1; take 2 is prepared meanwhile, and submit waits for the model.
+        second = asyncio.create_task(takes.submit([2], 2))
+        await _until(lambda: "prepare2:end" in stages.log, "take 2 to be prepared")
+        assert "model1:end" not in stages.log
+        assert not second.done(), "submit must hold the loop while one take is already waiting for the model"
+        stages.open("model1")
+        await asyncio.wait_for(second, WAIT_S)
+        # Take 1 is publishing and take 2 is in the model at the same time.
+        await _until(lambda: {"publish1:start", "model2:start"} <= set(stages.log), "publish 1 and model 2")
+        assert "publish1:end" not in stages.log and "model2:end" not in stages.log
+        # Publishing take 1 does not wait for the model: take 3 is prepared too.
+        third = asyncio.create_task(takes.submit([3], 3))
+        await _until(lambda: "prepare3:end" in stages.log, "take 3 to be prepared")
+        stages.open("publish1", "model2", "publish2", "model3", "publish3")
+        await asyncio.wait_for(third, WAIT_S)
+        # No fourth take ever arrives: the last takes are still acked.
+        await asyncio.wait_for(takes.drain(), WAIT_S)
+        assert recorder.acked == [1, 2, 3]
+        assert recorder.failures == []
+
+    _run(scenario())
+
+
+def test_acks_follow_take_order_even_when_a_later_take_finishes_first():
+    async def scenario() -> None:
+        stages, recorder, takes = _line()
+        stages.open("prepare1", "prepare2", "model1", "model2", "publish2")
+        await takes.submit([1], 1)
+        await takes.submit([2], 2)
+        await _until(lambda: "model2:end" in stages.log, "model 2 to finish")
+        # Take 1's publish is slow; take 2 must not publish (or ack) before take 1 is acked.
+        await asyncio.sleep(0)
+        assert "publish2:start" not in stages.log and recorder.acked == []
+        stages.open("publish1")
+        await asyncio.wait_for(takes.drain(), WAIT_S)
+        assert recorder.acked == [1, 2]
+        assert stages.log.index("publish2:start") > stages.log.index("publish1:end")
+
+    _run(scenario())
+
+
+def test_the_model_runs_one_take_at_a_time_in_take_order():
+    async def scenario() -> None:
+        stages, recorder, takes = _line()
+        stages.open(*(f"{stage}{n}" for stage in ("prepare", "publish") for n in (1, 2, 3)))
+        await takes.submit([1], 1)
+        second = asyncio.create_task(takes.submit([2], 2))
+        await _until(lambda: "model1:start" in stages.log and "prepare2:end" in stages.log, "model 1 and prepare 2")
+        stages.open("model2")  # take 2's model is free to finish at once, yet must not start before take 1's
+        await asyncio.sleep(0)
+        assert "model2:start" not in stages.log
+        stages.open("model1")
+        await asyncio.wait_for(second, WAIT_S)
+        stages.open("model3")
+        await takes.submit([3], 3)
+        await asyncio.wait_for(takes.drain(), WAIT_S)
+        model_starts = [entry for entry in stages.log if entry.startswith("model") and entry.endswith(":start")]
+        assert model_starts == ["model1:start", "model2:start", "model3:start"]
+        assert stages.log.index("model2:start") > stages.log.index("model1:end")
+        assert recorder.acked == [1, 2, 3]
+
+    _run(scenario())
+
+
+def test_a_failed_take_stops_the_line_and_neither_it_nor_any_later_take_is_acked():
+    async def scenario() -> None:
+        stages, recorder, takes = _line()
+        stages.failing.add("model2")
+        stages.open("prepare1", "prepare2", "prepare3", "model1", "model3", "publish3")
+        await takes.submit([1], 1)
+        await takes.submit([2], 2)
+        # Take 3 is prepared while take 2 is in the model; it must not reach the model after take 2 fails.
+        third = asyncio.create_task(takes.submit([3], 3))
+        await _until(lambda: "prepare3:end" in stages.log and "model2:start" in stages.log, "prepare 3 during model 2")
+        stages.open("model2")
+        with pytest.raises(LineStopped):
+            await asyncio.wait_for(third, WAIT_S)
+        stages.open("publish1")
+        await asyncio.wait_for(takes.drain(), WAIT_S)
+        assert recorder.acked == [1]  # the take before the failure is published and acked normally
+        assert [str(error) for error in recorder.failures] == ["model2 failed"]
+        assert "model3:start" not in stages.log and "publish2:start" not in stages.log
+        with pytest.raises(LineStopped):
+            await takes.submit([4], 4)
+        assert "prepare4:start" not in stages.log
+
+    _run(scenario())
+
+
+def test_a_failure_while_publishing_leaves_that_take_and_later_published_ones_unacked():
+    async def scenario() -> None:
+        stages, recorder, takes = _line()
+        stages.failing.add("publish1")
+        stages.open("prepare1", "prepare2", "model1", "model2", "publish2")
+        await takes.submit([1], 1)
+        await takes.submit([2], 2)
+        stages.open("publish1")
+        await asyncio.wait_for(takes.drain(), WAIT_S)
+        assert recorder.acked == []
+        assert len(recorder.failures) == 1
+        assert "publish2:start" not in stages.log
+
+    _run(scenario())
+
+
+def test_a_failure_while_preparing_is_reported_once_and_raised_to_the_loop():
+    async def scenario() -> None:
+        stages, recorder, takes = _line()
+        stages.failing.add("prepare1")
+        stages.open("prepare1")
+        with pytest.raises(RuntimeError, match="prepare1 failed"):
+            await takes.submit([1], 1)
+        assert len(recorder.failures) == 1 and recorder.acked == []
+
+    _run(scenario())
+
+
+def test_cancelling_abandons_takes_in_flight_without_acking_them():
+    async def scenario() -> None:
+        stages, recorder, takes = _line()
+        stages.open("prepare1")
+        await takes.submit([1], 1)
+        await _until(lambda: "model1:start" in stages.log, "model 1")
+        await asyncio.wait_for(takes.cancel(), WAIT_S)
+        stages.open("model1", "publish1")
+        await asyncio.sleep(0)
+        assert recorder.acked == [] and recorder.failures == []
+        assert "publish1:start" not in stages.log
+
+    _run(scenario())
