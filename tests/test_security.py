@@ -1,8 +1,8 @@
 """The service against a locked-down broker: SASL_SSL with SCRAM-SHA-512, mTLS, secrets from files, clean logs.
 
-One broker (tests/tls_broker.py) for the module. The worker and the tools are real processes configured
-only through ENRICHER_* variables and secret files, as in production. Bounded at about 3 minutes here
-(broker start ~10 s, three worker starts with the real model, two of which enrich 30 receipts).
+One broker (tests/tls_broker.py) for the module. The worker, the backfill and the tools are real processes
+configured only through ENRICHER_* variables and secret files, as in production. Bounded at about 3 minutes
+here (broker start ~10 s, three worker starts and one backfill with the real model).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartiti
 from confluent_kafka.admin import AdminClient
 
 from app.settings import Settings
+from app.topics import create_topics
 from schemas.events import DeadLetter, EnrichedTransaction, ReceiptEvent
 from tests.tls_broker import SecureKafka
 from tests.worker_process import OFFLINE_ENV, REPO_ROOT, WorkerProcess
@@ -192,6 +193,20 @@ def test_worker_and_tools_work_over_sasl_ssl_and_mtls_and_their_logs_leak_nothin
     # with every request at DEBUG. It only has to log in and start consuming.
     plain_log = _log_in_and_stop({**common, **secure_broker.plain_env(), "ENRICHER_LOG_LEVEL": "DEBUG"}, tmp_path)
     assert "<sasl exchange redacted>" in plain_log, "the SASL requests were logged and redacted"
+
+    # The backfill replays the whole input over SASL_SSL into its own topics.
+    backfill_topics = [f"backfill-{run}", f"backfill-dlq-{run}"]
+    create_topics(sasl_settings.admin_config(), backfill_topics, PARTITIONS)
+    offsets_from = ",".join(f"{p}:0" for p in range(PARTITIONS))
+    backfill = _cli(
+        sasl, "backfill", "--no-progress", "--from-offsets", offsets_from,
+        "--output-topic", backfill_topics[0], "--dlq-topic", backfill_topics[1], timeout_s=400,
+    )
+    assert backfill.returncode == 0, backfill.stderr[-3000:]
+    assert f"receipts={FIRST_BATCH + SECOND_BATCH} " in backfill.stdout and f"dead_letters={MALFORMED} " in backfill.stdout
+    replayed = _read(sasl_settings, backfill_topics[0], FIRST_BATCH + SECOND_BATCH, timeout_s=60)
+    assert sorted(EnrichedTransaction.model_validate_json(m.value()).event_id for m in replayed) == sorted(receipts)
+    info_logs.append(backfill.stderr)
     all_logs += info_logs + [debug_log, plain_log]
 
     # Secrets never appear, at any level.
