@@ -20,5 +20,9 @@ def _is_sasl(value: object) -> bool:
     return type(value).__name__.startswith(("SaslAuthenticate", "SaslHandshake"))
 
 
+_FILTER = _RedactSaslExchange()
+
+
 def install_log_redaction() -> None:
-    logging.getLogger("aiokafka.conn").addFilter(_RedactSaslExchange())
+    """Idempotent: the CLI may run more than once in one process (tests call ``main`` directly)."""
+    logging.getLogger("aiokafka.conn").addFilter(_FILTER)
