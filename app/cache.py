@@ -32,7 +32,8 @@ class AnswerStore(Protocol):
 
 def cache_key(model_version: str, raw_name: str) -> str:
     # Hashed: keys stay short and bounded however long or hostile the item text is.
-    digest = hashlib.blake2b(item_key(raw_name).encode(), digest_size=16).hexdigest()
+    # surrogatepass: a lone surrogate (possible in str, never in valid UTF-8) must not crash the lookup.
+    digest = hashlib.blake2b(item_key(raw_name).encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
     return f"enr:{model_version}:{digest}"
 
 

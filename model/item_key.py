@@ -14,7 +14,8 @@ _QUANTITY_TAIL = re.compile(r"\s+\d+(?:[.,]\d+)?\s*[xх×\*]\s*\d+(?:[.,]\d+)?\s
 
 
 def item_key(raw_name: str) -> str:
-    text = raw_name.lower().replace("ё", "е")
+    # Spacing is collapsed first: on single spaces both patterns run in linear time, while a run of
+    # 20,000 spaces cost the tail pattern 6.6 s (it backtracks over the run at every position).
+    text = " ".join(raw_name.lower().replace("ё", "е").split())
     text = _ARTICLE_PREFIX.sub("", text)
-    text = _QUANTITY_TAIL.sub("", text)
-    return " ".join(text.split())
+    return _QUANTITY_TAIL.sub("", text)

@@ -28,6 +28,65 @@ def test_item_key_ignores_case_spacing_article_code_and_quantity_tail_but_keeps_
     assert item_key("ёж") == item_key("ЕЖ")
 
 
+def test_a_name_that_is_only_a_quantity_tail_keeps_a_key_of_its_own():
+    assert item_key(" 2 x 99") == "2 x 99"
+    assert item_key("СОК 2 x 99") == "сок"
+
+
+@pytest.mark.timeout(60)  # a completion guard, not a speed check: a quadratic key would take hours here
+def test_item_keys_of_hostile_strings_are_computed_and_distinct_where_the_product_differs():
+    hostile = {
+        "space run": " " * 1_000_000 + "СОК 1 x 2",
+        "digit and space runs": ("1 " * 300_000) + "x",
+        "tail repeated": " 1 x 1" * 100_000,
+        "long digit run": "1" * 1_000_000 + " x 2",
+        "nul and controls": "СОК\x00\x1b[31m ЯБЛ",
+        "lone surrogate": "СОК \ud800 ЯБЛ",
+        "combining marks": "СОК" + "\u0301" * 10_000,
+        "right-to-left override": "\u202eКОС",
+    }
+    keys = {name: cache_key("v1", text) for name, text in hostile.items()}
+    assert all(len(key) == len("enr:v1:") + 32 for key in keys.values())
+    assert len(set(keys.values())) == len(keys)
+    assert item_key(hostile["space run"]) == "сок"
+
+
+def test_equivalent_spellings_share_one_cache_entry():
+    cache = AnswerCache("v1", TAXONOMY, LruStore(100))
+    cache.store({"36572156371 СОК ЯБЛ 1Л 1.000 x 469.90": _answer("СОК ЯБЛ 1Л")})
+    assert set(cache.lookup(["сок  ябл 1л", "СОК ЯБЛ 1Л 2 х 99,90", "СОК ЯБЛ 2Л"])) == {"сок  ябл 1л", "СОК ЯБЛ 1Л 2 х 99,90"}
+
+
+def test_lookup_recent_finds_answers_stored_after_a_miss_and_keeps_the_counts_consistent():
+    cache = AnswerCache("v1", TAXONOMY, LruStore(100))
+    assert cache.lookup(["СОК", "ХЛЕБ"]) == {}
+    cache.store({"СОК": _answer("СОК")})  # the take before, finishing while this one waited for the model
+    assert set(cache.lookup_recent(["СОК", "ХЛЕБ"])) == {"СОК"}
+    assert (cache.hits_local, cache.hits_shared, cache.misses) == (1, 0, 1)
+
+
+def test_the_lru_stays_bounded_and_consistent_under_concurrent_readers_and_writers():
+    import threading
+
+    store = LruStore(500)
+    errors = []
+
+    def work(offset: int) -> None:
+        try:
+            for i in range(3000):
+                store.put_many({f"k{offset}-{i}": b"v"})
+                store.get_many([f"k{offset}-{i // 2}", f"k{1 - offset}-{i}"])
+        except Exception as error:  # surfaced by the assert below
+            errors.append(error)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in (0, 1)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert errors == [] and len(store) == 500
+
+
 @given(st.text(max_size=5000))
 def test_cache_keys_are_bounded_and_safe_for_any_input(text):
     key = cache_key("v1", text)

@@ -63,3 +63,36 @@ def test_duplicates_are_generated_once_and_repeats_come_from_the_cache():
     second = answer_texts(["ХЛЕБ", "СОК"], cache, count, limits, model, TAXONOMY)
     assert model.calls == [2, 1] and second.cached_items == 1
     assert set(second.answers) == {"ХЛЕБ", "СОК"}
+
+
+def _count(texts):
+    return [len(t) for t in texts]
+
+
+def test_spellings_of_one_item_inside_a_take_are_generated_once_and_all_answered():
+    from app.batcher import BatchLimits
+    from app.enrichment import answer_texts
+
+    model = OutOfMemoryAbove(max_ok=100)
+    texts = ["СОК ЯБЛ 1Л", "сок  ябл 1л", "36572156371 СОК ЯБЛ 1Л 1.000 x 469.90", "ХЛЕБ", "ХЛЕБ"]
+    outcome = answer_texts(texts, None, _count, BatchLimits(8, 10_000, 16), model, TAXONOMY)
+    assert model.calls == [2]
+    assert set(outcome.answers) == set(texts)
+    assert outcome.answers["сок  ябл 1л"] == outcome.answers["СОК ЯБЛ 1Л"]
+
+
+def test_a_take_planned_while_the_model_ran_the_previous_one_does_not_generate_its_answers_again():
+    from app.batcher import BatchLimits
+    from app.cache import AnswerCache, LruStore
+    from app.enrichment import plan_answers, run_plan
+
+    model = OutOfMemoryAbove(max_ok=100)
+    cache = AnswerCache("v1", TAXONOMY, LruStore(100))
+    limits = BatchLimits(8, 10_000, 16)
+    first = plan_answers(["ХЛЕБ", "МОЛОКО"], cache, _count, limits)
+    second = plan_answers(["ХЛЕБ", "СОК"], cache, _count, limits)  # prefetched: the cache knows nothing yet
+    assert second.planned_items == 2
+    run_plan(first, cache, model, TAXONOMY)
+    outcome = run_plan(second, cache, model, TAXONOMY)
+    assert model.calls == [2, 1]  # only СОК is new to the model
+    assert set(outcome.answers) == {"ХЛЕБ", "СОК"} and outcome.cached_items == 1
