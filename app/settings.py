@@ -100,6 +100,10 @@ class Settings(BaseSettings):
     model_adapter_path: Path | None = REPO_ROOT / "models" / "default" / "adapter"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     quantize_4bit: bool | None = None
+    # auto: bf16 on CUDA (fp16 on GPUs without bf16), float32 on CPU.
+    compute_dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    # Fold the LoRA adapter into a bf16/fp32 base at load (no 4-bit then): the fast serving path on a GPU.
+    merge_adapter: bool = False
     torch_threads: int = Field(default=0, ge=0, description="0 = torch default")
 
     # Faust keeps per-app state here (this service has no tables, but Faust creates the folder).

@@ -27,6 +27,8 @@ def build_pipeline(settings: Settings) -> Pipeline:
             adapter_path=settings.model_adapter_path,
             device=settings.device,
             quantize_4bit=settings.quantize_4bit,
+            compute_dtype=settings.compute_dtype,
+            merge_adapter=settings.merge_adapter,
         )
     )
     generator = BatchGenerator(loaded, max_time_s=settings.model_timeout_s)

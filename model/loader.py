@@ -46,6 +46,9 @@ class ModelSpec:
     compute_dtype: str = "auto"  # auto: bf16 (fp16 on older GPUs) on CUDA, float32 on CPU
     # Training and merging need trainable adapters and the CPU 4-bit repacking trap disabled.
     for_training: bool = False
+    # Serving only: fold the LoRA deltas into the base weights at load, so every projection is one
+    # matmul instead of base + two low-rank ones. Merging needs a full-precision base (see load_model).
+    merge_adapter: bool = False
 
 
 @dataclass
@@ -55,6 +58,7 @@ class LoadedModel:
     identity: ModelIdentity
     device: torch.device
     max_new_tokens: int
+    merged: bool = False
 
 
 def resolve_device(device: str) -> torch.device:
@@ -176,6 +180,11 @@ def load_model(spec: ModelSpec) -> LoadedModel:
     device = resolve_device(spec.device)
     dtype = resolve_compute_dtype(spec.compute_dtype, device)
     quantize = device.type == "cuda" if spec.quantize_4bit is None else spec.quantize_4bit
+    if spec.merge_adapter:
+        _check_mergeable(spec, adapter_path)
+        # Merged into NF4 weights the LoRA deltas are rounded away, and on AVX512-BF16 CPUs the
+        # repacked 4-bit layout merges into garbage (../shared/notes/ml-on-cpu.md): merge in bf16/fp32.
+        quantize = False
 
     kwargs: dict[str, Any] = {"dtype": dtype, "local_files_only": True}
     if quantize:
@@ -196,6 +205,8 @@ def load_model(spec: ModelSpec) -> LoadedModel:
 
         # The base is passed explicitly: adapter_config.json stores the base path as it was at training time.
         model = PeftModel.from_pretrained(model, str(adapter_path), is_trainable=spec.for_training)
+        if spec.merge_adapter:
+            model = model.merge_and_unload()
     if not spec.for_training:
         model.eval()
 
@@ -205,5 +216,22 @@ def load_model(spec: ModelSpec) -> LoadedModel:
         log.warning("model_manifest_missing base=%s max_new_tokens=%d", base_path, FALLBACK_MAX_NEW_TOKENS)
         max_new_tokens = FALLBACK_MAX_NEW_TOKENS
     return LoadedModel(
-        model=model, tokenizer=tokenizer, identity=identity, device=device, max_new_tokens=int(max_new_tokens)
+        model=model,
+        tokenizer=tokenizer,
+        identity=identity,
+        device=device,
+        max_new_tokens=int(max_new_tokens),
+        merged=spec.merge_adapter,
     )
+
+
+def _check_mergeable(spec: ModelSpec, adapter_path: Path | None) -> None:
+    if adapter_path is None:
+        raise ValueError("merge_adapter (ENRICHER_MERGE_ADAPTER) needs an adapter path to merge; unset it to serve the base alone")
+    if spec.for_training:
+        raise ValueError("merge_adapter is for serving; training needs the adapter separate from the base")
+    if spec.quantize_4bit:
+        raise ValueError(
+            "merge_adapter cannot merge into a 4-bit base (the deltas are lost in NF4 rounding); set "
+            "ENRICHER_QUANTIZE_4BIT=false to serve the merged model in bf16/fp32"
+        )
