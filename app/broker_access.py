@@ -21,11 +21,11 @@ log = logging.getLogger(__name__)
 _LIBRDKAFKA_LOG = logging.getLogger("librdkafka")
 
 # Codes librdkafka reports when the broker rejects who we are; retrying with the same settings cannot help.
-_DENIED = {KafkaError._AUTHENTICATION: "authentication", KafkaError._SSL: "TLS handshake"}
+_DENIED = {KafkaError._AUTHENTICATION: "SASL authentication", KafkaError._SSL: "TLS handshake"}
 
 
 class BrokerAccessDenied(RuntimeError):
-    """The broker refused the configured credentials or certificate (the message names what to check)."""
+    """The login or the TLS handshake failed: wrong credentials, certificate or CA (the message names what to check)."""
 
 
 def check_broker_access(settings: Settings, timeout_s: float = 20.0) -> bool:
@@ -70,6 +70,6 @@ def _explain(settings: Settings, what: str, error: KafkaError) -> str:
         )
     # librdkafka's reason names the broker, the mechanism and the failed step, never the secret.
     return (
-        f"the broker at {settings.bootstrap_servers} refused the {what} "
+        f"the {what} with the broker at {settings.bootstrap_servers} failed "
         f"(ENRICHER_SECURITY_PROTOCOL={settings.security_protocol}): {error.str()}. Check {'; '.join(checks) or 'the listener'}"
     )

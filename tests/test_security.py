@@ -23,6 +23,7 @@ from app.settings import Settings
 from app.topics import create_topics
 from schemas.events import DeadLetter, EnrichedTransaction, ReceiptEvent
 from tests.tls_broker import SecureKafka
+from tests.tls_certs import make_certificates
 from tests.worker_process import OFFLINE_ENV, REPO_ROOT, WorkerProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.model]
@@ -238,7 +239,7 @@ def test_wrong_password_fails_fast_with_an_error_naming_what_to_check(secure_bro
 
     for result in (tool, worker):
         assert result.returncode == 3, result.stderr[-3000:]
-        assert "refused the authentication" in result.stderr
+        assert "SASL authentication with the broker at" in result.stderr
         assert f"ENRICHER_SASL_PASSWORD_FILE={wrong}" in result.stderr
         assert "not-the-password" not in result.stderr + result.stdout
 
@@ -251,4 +252,12 @@ def test_a_client_without_its_certificate_is_refused_by_the_mtls_listener(secure
     }
     result = _cli(env, "create-topics", timeout_s=90)
     assert result.returncode == 3, result.stderr[-3000:]
-    assert "refused the TLS handshake" in result.stderr
+    assert "TLS handshake with the broker at" in result.stderr
+
+
+def test_a_broker_certificate_from_another_ca_is_refused(secure_broker, tmp_path):
+    other_ca = make_certificates(tmp_path / "other")[0].ca
+    env = {**secure_broker.sasl_env(), "ENRICHER_SSL_CA_FILE": str(other_ca)}
+    result = _cli(env, "create-topics", timeout_s=90)
+    assert result.returncode == 3, result.stderr[-3000:]
+    assert "TLS handshake with the broker at" in result.stderr and "certificate verify failed" in result.stderr
