@@ -103,6 +103,10 @@ def run_backfill(settings: Settings, request: BackfillRequest) -> BackfillSummar
         if resume.todo:
             from app.worker import build_pipeline  # imports torch: only a job with work to do pays for it
 
+            if settings.torch_threads:
+                import torch
+
+                torch.set_num_threads(settings.torch_threads)
             pipeline = build_pipeline(
                 settings.model_copy(
                     update={"output_topic": spec.output_topic, "dlq_topic": spec.dlq_topic, "group_id": request.group}
@@ -235,6 +239,7 @@ class _Replay:
         topic = self._spec.input_topic
         self._consumer.assign([TopicPartition(topic, p, offset) for p, offset in self._positions.items()])
         started = last_report = time.monotonic()
+        self._throttle.start()
         processed = 0
         with tqdm(total=self._total, unit="rec", disable=not show_progress, mininterval=1.0, dynamic_ncols=True) as bar:
             try:
@@ -305,6 +310,11 @@ class _Replay:
                     if partition in self._remaining:
                         self._positions[partition] = self._remaining[partition]
                     continue
+                if error.code() in (KafkaError._AUTO_OFFSET_RESET, KafkaError.OFFSET_OUT_OF_RANGE):
+                    raise BackfillFailed(
+                        f"{self._spec.input_topic}/{partition}: records of the job were deleted (retention) before "
+                        f"it read them ({error.str()}); only what is still in the log can be replayed"
+                    )
                 raise BackfillFailed(f"consuming {self._spec.input_topic}/{partition} failed: {error.str()}")
             end = self._remaining.get(partition)
             if end is None or message.offset() >= end:

@@ -260,7 +260,7 @@ def resume_from(
 
 
 class Throttle:
-    """Paces the job to at most ``rate`` receipts per second on average since it started."""
+    """Paces the job to at most ``rate`` receipts per second on average since reading started."""
 
     def __init__(self, rate: float | None, clock: Callable[[], float] = time.monotonic) -> None:
         if rate is not None and rate <= 0:
@@ -268,6 +268,10 @@ class Throttle:
         self.rate = rate
         self._clock = clock
         self._started = clock()
+
+    def start(self) -> None:
+        """Count from now: the minutes spent loading the model must not become a burst allowance."""
+        self._started = self._clock()
 
     def delay_s(self, receipts_done: int) -> float:
         """How long to wait before the next take so that ``receipts_done`` took at least done/rate seconds."""

@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
             shown += 1
         print(f"-- {shown} message(s) from {topic}")
     elif args.command == "backfill":
-        from app.backfill import run_backfill
+        from app.backfill import BackfillFailed, run_backfill
         from app.backfill_plan import EXIT_INTERRUPTED, BackfillRefused, request_from_args
 
         try:
@@ -116,6 +116,9 @@ def main(argv: list[str] | None = None) -> int:
         except BackfillRefused as error:
             print(f"receipt-enricher backfill: refused: {error}", file=sys.stderr)
             return 2
+        except BackfillFailed as error:
+            print(f"receipt-enricher backfill: failed: {error}; committed work stays, rerun to resume", file=sys.stderr)
+            return 1
         print(summary.line())
         if summary.interrupted:
             print("receipt-enricher backfill: interrupted; run the same command again to resume", file=sys.stderr)

@@ -182,6 +182,8 @@ def test_throttle_paces_the_average_rate_from_the_start():
     assert throttle.delay_s(8) == pytest.approx(0.5)
     now[0] = 110.0
     assert throttle.delay_s(8) == 0.0
+    throttle.start()  # reading starts after the model loaded: no allowance saved up meanwhile
+    assert throttle.delay_s(8) == pytest.approx(2.0)
     assert throttle.take_size(256) == 4
     assert Throttle(0.5).take_size(256) == 1
     assert Throttle(None).delay_s(10_000) == 0.0 and Throttle(None).take_size(256) == 256
