@@ -135,6 +135,8 @@ def _partitions(consumer: Consumer, topic: str, hint: str = "check ENRICHER_INPU
 
 
 def _check_group_idle(admin: AdminClient, group: str, timeout_s: float = 60.0) -> None:
+    """Refuse a group with members. A second run of the same job is not one: its consumer is assigned,
+    not subscribed, so it never joins; one run at a time is the operator's (or the Job's) part."""
     deadline = time.monotonic() + timeout_s
     while True:
         try:
@@ -152,7 +154,7 @@ def _check_group_idle(admin: AdminClient, group: str, timeout_s: float = 60.0) -
     if description.members or description.state not in (ConsumerGroupState.EMPTY, ConsumerGroupState.DEAD):
         raise BackfillRefused(
             f"group {group} is in use ({description.state.name.lower()}, {len(description.members)} member(s)): "
-            "a live consumer or another run of this job; stop it first, or choose another --group"
+            "a subscribed consumer such as the live worker; stop it first, or choose another --group"
         )
 
 
