@@ -1,12 +1,17 @@
-"""The real worker (Faust agent, pipeline, publisher) with the model replaced by a zero-cost enricher.
+"""The real worker (Faust agent, pipeline, cache, publisher) with the model replaced by a zero-cost enricher.
 
-Used by bench/run.py to measure pipeline overhead: ``python -m bench.zero_cost_worker`` with the
-usual ENRICHER_* settings.
+Used by bench/run.py to measure pipeline overhead: ``python -m bench.zero_cost_worker [--stats PATH]``
+with the usual ENRICHER_* settings. ``--stats`` writes the sizes of the batches the enricher was
+given (the batch fill) when the worker stops.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import logging
+import sys
+from pathlib import Path
 
 import faust
 
@@ -20,29 +25,51 @@ from model.parser import ParsedAnswer
 from schemas.events import ItemStatus, ModelIdentity
 from schemas.taxonomy import load_taxonomy
 
+# What the default model's manifest says; the zero-cost enricher has no tokenizer, so the planner
+# gets a character-based estimate (2.2 characters per token, README) instead.
+ANSWER_TOKENS = 55
 
-def main() -> None:
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--stats", type=Path, help="write the enricher's batch sizes here at exit")
+    args = parser.parse_args(argv)
+    sys.argv = sys.argv[:1]  # nothing below may read the bench's arguments
+
     settings = Settings()
     logging.basicConfig(level=settings.log_level, format="ts=%(asctime)s level=%(levelname)s logger=%(name)s event=%(message)s")
     taxonomy = load_taxonomy()
     other = taxonomy.fallback
+    batch_sizes: list[int] = []
 
     def zero_cost(texts):
+        batch_sizes.append(len(texts))
         return [ParsedAnswer(t, "Товар", None, other, ItemStatus.OK) for t in texts]
 
+    cache = AnswerCache("bench", taxonomy, LruStore(settings.cache_max_entries))
     pipeline = Pipeline(
         enrich=zero_cost,
-        count_tokens=lambda texts: [len(t) // 3 + 4 for t in texts],
-        limits=BatchLimits(settings.batch_max_items, settings.batch_max_tokens, answer_tokens=24),
+        count_tokens=lambda texts: [int(len(t) / 2.2) + 4 for t in texts],
+        limits=BatchLimits(settings.batch_max_items, settings.batch_max_tokens, answer_tokens=ANSWER_TOKENS),
         taxonomy=taxonomy,
         identity=ModelIdentity(base_model="zero-cost", adapter=None, version="bench"),
         publisher=Publisher(settings.producer_config(), settings.produce_timeout_s),
         topics=Topics(output=settings.output_topic, dlq=settings.dlq_topic),
         model_timeout_s=settings.model_timeout_s,
-        cache=AnswerCache("bench", taxonomy, LruStore(settings.cache_max_entries)),
+        cache=cache,
     )
     app = create_app(settings, pipeline)
-    faust.Worker(app, loglevel=settings.log_level, redirect_stdouts=False, override_logging=False).execute_from_commandline()
+    try:
+        faust.Worker(app, loglevel=settings.log_level, redirect_stdouts=False, override_logging=False).execute_from_commandline()
+    finally:
+        pipeline.close()
+        if args.stats is not None:
+            stats = {
+                "batch_sizes": batch_sizes,
+                "batch_max_items": settings.batch_max_items,
+                "cache": {"hits_local": cache.hits_local, "hits_shared": cache.hits_shared, "misses": cache.misses},
+            }
+            args.stats.write_text(json.dumps(stats), encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from transformers import StoppingCriteria, StoppingCriteriaList
 
 from model.enricher import GenerationTimeout
 from model.loader import LoadedModel
+from model.prompt import build_prompt
 
 
 class _Deadline(StoppingCriteria):
@@ -40,11 +41,22 @@ class BatchGenerator:
         # generate() is not re-entrant on one model; the service calls from one thread, tools may not.
         self._lock = threading.Lock()
 
-    def count_tokens(self, texts: Sequence[str]) -> list[int]:
-        if not texts:
+    def count_tokens(self, raw_names: Sequence[str]) -> list[int]:
+        """Prompt tokens of each item as the model will see it (model.prompt.build_prompt, as the Enricher does).
+
+        The batcher's token budget and padding are about whole rows: counting only the item text
+        left the fixed prompt out of the budget and overstated the padding share.
+        """
+        if not raw_names:
             return []
-        encoded = self._tokenizer(list(texts), add_special_tokens=True)["input_ids"]
+        encoded = self._tokenizer([build_prompt(name) for name in raw_names], add_special_tokens=True)["input_ids"]
         return [len(ids) for ids in encoded]
+
+    def count_answer_tokens(self, answers: Sequence[str]) -> list[int]:
+        """Tokens of generated answers as decoded (no special tokens): the benchmark's answer padding."""
+        if not answers:
+            return []
+        return [len(ids) for ids in self._tokenizer(list(answers), add_special_tokens=False)["input_ids"]]
 
     def generate(self, prompts: Sequence[str]) -> list[str]:
         if not prompts:

@@ -27,7 +27,10 @@ def clean_raw_name(raw_name: str) -> str:
     so they become spaces; the result is NFC-normalized, single-spaced and cut to MAX_RAW_CHARS.
     """
     text = unicodedata.normalize("NFC", raw_name)
-    text = "".join(" " if unicodedata.category(ch).startswith("C") else ch for ch in text)
+    # isprintable() is False for every category-C character, so printable text skips the per-character
+    # pass, which was the pipeline's largest single cost (bench/run.py, zero-cost worker profile).
+    if not text.isprintable():
+        text = "".join(" " if unicodedata.category(ch).startswith("C") else ch for ch in text)
     text = _CONTROL_OR_SEPARATOR.sub(" ", text).strip()
     return text[:MAX_RAW_CHARS].rstrip()
 
