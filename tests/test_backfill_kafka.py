@@ -1,6 +1,6 @@
 """``receipt-enricher backfill`` against the real broker and the real model, beside a running live worker.
 
-One scenario (2.7-3.5 min in three runs on the shared 2-core machine, mostly loading the model in four processes):
+One scenario (2.3-3.5 min in four runs on the shared 2-core machine, mostly loading the model in four processes):
   an old, time-stamped part of the input topic (with out-of-order timestamps, a malformed message
   and records after the window) and newer records → the live worker enriches all of it → a backfill
   of the window into a backfill topic → a throttled backfill of the same window into a second topic,
