@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import faust
 from faust.types import EventT
 
+from app.health import Health
 from app.overlap import OverlappedTakes
 from app.pipeline import InMessage, Pipeline, TakeResult
 from app.settings import Settings
@@ -28,7 +29,7 @@ def _in_message(event: EventT) -> InMessage:
     )
 
 
-def create_app(settings: Settings, pipeline: Pipeline) -> faust.App:
+def create_app(settings: Settings, pipeline: Pipeline, health: Health | None = None) -> faust.App:
     """Build the app without touching the network (a factory, so tests and tools can build their own)."""
     datadir = settings.state_dir / settings.group_id
     datadir.parent.mkdir(parents=True, exist_ok=True)  # Faust creates only the last level
@@ -51,11 +52,15 @@ def create_app(settings: Settings, pipeline: Pipeline) -> faust.App:
         datadir=str(datadir),
     )
     receipts = app.topic(settings.input_topic, key_type=bytes, value_type=bytes, allow_empty=True)
+    if health is not None:
+        _report_health(app, settings.input_topic, health)
 
     async def stop_worker(error: BaseException) -> None:
         # Unknown failure: nothing of this take (or any later one) is acked. Restarting only the actor
         # would resume after these messages, so stop the worker and let it replay from the last commit.
         log.error("take_failed error=%s", type(error).__name__, exc_info=error)
+        if health is not None:
+            health.crashed(type(error).__name__)
         await app.crash(error)
 
     @app.agent(receipts, name="enrich-receipts")
@@ -84,3 +89,19 @@ def create_app(settings: Settings, pipeline: Pipeline) -> faust.App:
             await takes.cancel()
 
     return app
+
+
+def _report_health(app: faust.App, input_topic: str, health: Health) -> None:
+    """Readiness follows the assignment of input partitions; liveness follows an event-loop beat."""
+
+    @app.on_partitions_assigned.connect
+    async def assigned(_sender: object, assigned: set, **_kwargs: object) -> None:
+        health.partitions_assigned(frozenset(tp.partition for tp in assigned if tp.topic == input_topic))
+
+    @app.on_partitions_revoked.connect
+    async def revoked(_sender: object, revoked: set, **_kwargs: object) -> None:
+        health.partitions_assigned(health.assigned - {tp.partition for tp in revoked if tp.topic == input_topic})
+
+    @app.timer(interval=1.0)
+    async def beat() -> None:
+        health.beat()

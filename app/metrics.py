@@ -173,7 +173,6 @@ class Metrics:
             registry=r,
         )
         self.in_flight = Gauge(f"{_NS}_pipeline_items_in_flight", "Line items taken but not yet published", registry=r)
-        self.model_info = Info(f"{_NS}_model", "The model that produces the answers", registry=r)
         self.ready = Gauge(f"{_NS}_worker_ready", "1 when the model is loaded and partitions are assigned", registry=r)
         self.assigned_partitions = Gauge(f"{_NS}_consumer_assigned_partitions", "Input partitions assigned to this worker", registry=r)
         self.lag = LagMetrics()
@@ -187,6 +186,11 @@ class Metrics:
         ):
             for value in values:
                 counter.labels(value)
+
+    def model_loaded(self, *, base_model: str, adapter: str, version: str, device: str) -> None:
+        """The model identity as an info metric; registered only now, so no empty-labelled series exists before."""
+        info = Info(f"{_NS}_model", "The model that produces the answers", registry=self.registry)
+        info.info({"base_model": base_model, "adapter": adapter, "version": version, "device": device})
 
     def set_batch_limits(self, max_items: int, max_tokens: int) -> None:
         self.batch_max_items.set(max_items)

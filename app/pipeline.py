@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from app.batcher import BatchLimits
 from app.cache import AnswerCache
 from app.dead_letter import dead_letter
 from app.enrichment import AnswerPlan, EnrichFn, EnrichmentOutcome, plan_answers, run_plan
+from app.metrics import Metrics
 from app.publisher import OutRecord, Publisher, RecordRejected
 from app.validation import InvalidEvent, decode_event
 from schemas.events import ModelIdentity, ReceiptEvent
@@ -96,6 +98,7 @@ class Pipeline:
         topics: Topics,
         model_timeout_s: float,
         cache: AnswerCache | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self._enrich = enrich
         self._count_tokens = count_tokens
@@ -106,6 +109,7 @@ class Pipeline:
         self._topics = topics
         self._model_timeout_s = model_timeout_s
         self._cache = cache
+        self._metrics = metrics
         # The model gets one thread of its own: the event loop keeps heartbeats and fetches going.
         self._model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
         # The next take's decoding, cache lookup (a Redis round trip) and tokenizing run here,
@@ -132,6 +136,8 @@ class Pipeline:
                 dead_letters.append((message, self._dead_letter(message, error.kind, error.message, now)))
         texts = [model_text(item.name) for _, event in valid for item in event.receipt.items]
         plan = plan_answers(texts, self._cache, self._count_tokens, self._limits)
+        if self._metrics is not None:
+            self._metrics.take_started(len(texts))
         return PreparedTake(started_at=now, valid=valid, dead_letters=dead_letters, items=len(texts), plan=plan)
 
     async def enrich(self, prepared: PreparedTake) -> EnrichmentOutcome:
@@ -147,8 +153,26 @@ class Pipeline:
         rejected = await self._publisher.publish([record for _, record in outputs])
         if rejected:
             await self._dead_letter_refused(outputs, rejected, prepared.started_at)
+        if self._metrics is not None:
+            self._record_take(prepared, outcome, rejected)
         return TakeResult(
             receipts=len(prepared.valid), items=prepared.items, dead_letters=len(prepared.dead_letters), outcome=outcome
+        )
+
+    def _record_take(self, prepared: PreparedTake, outcome: EnrichmentOutcome, rejected: list[RecordRejected]) -> None:
+        assert self._metrics is not None
+        # A refused record was replaced by a dead letter, and that one was acknowledged (else we raised).
+        refused_transactions = sum(1 for r in rejected if r.record.topic == self._topics.output)
+        messages = [message for message, _ in prepared.dead_letters] + [message for message, _ in prepared.valid]
+        self._metrics.take_published(
+            input_topic=messages[0].topic if messages else "",
+            timestamps_ms=[message.timestamp_ms for message in messages],
+            texts=[model_text(item.name) for _, event in prepared.valid for item in event.receipt.items],
+            answers=outcome.answers,
+            generated=len(set(prepared.plan.aliases.values())) - outcome.cached_items - outcome.failed_items,
+            enriched=len(prepared.valid) - refused_transactions,
+            dead_letters=len(prepared.dead_letters) + refused_transactions,
+            published_at=time.time(),
         )
 
     async def _dead_letter_refused(
@@ -186,6 +210,8 @@ class Pipeline:
     def _dead_letter(
         self, message: InMessage, kind: str, reason: str, now: datetime, *, with_original: bool = True
     ) -> OutRecord:
+        if self._metrics is not None:
+            self._metrics.dead_letter(kind)
         letter = dead_letter(
             kind=kind,
             message=reason,

@@ -9,6 +9,9 @@ import faust
 from app.agent import create_app
 from app.batcher import BatchLimits
 from app.cache import AnswerCache, LruStore
+from app.consumer_lag import LagPoller
+from app.health import Health, HealthServer
+from app.metrics import Metrics
 from app.pipeline import Pipeline, Topics
 from app.publisher import Publisher
 from app.settings import Settings
@@ -20,7 +23,7 @@ from schemas.taxonomy import Taxonomy, load_taxonomy
 log = logging.getLogger(__name__)
 
 
-def build_pipeline(settings: Settings) -> Pipeline:
+def build_pipeline(settings: Settings, metrics: Metrics | None = None) -> Pipeline:
     loaded = load_model(
         ModelSpec(
             base_path=settings.model_base_path,
@@ -40,8 +43,18 @@ def build_pipeline(settings: Settings) -> Pipeline:
         loaded.identity.version,
         loaded.device,
     )
+    enrich = Enricher(generator, taxonomy).enrich
+    if metrics is not None:
+        metrics.model_loaded(
+            base_model=loaded.identity.base_model,
+            adapter=loaded.identity.adapter or "",
+            version=loaded.identity.version,
+            device=str(loaded.device),
+        )
+        metrics.set_batch_limits(settings.batch_max_items, settings.batch_max_tokens)
+        enrich = metrics.timed_model(enrich, generator.count_tokens, loaded.max_new_tokens)
     return Pipeline(
-        enrich=Enricher(generator, taxonomy).enrich,
+        enrich=enrich,
         count_tokens=generator.count_tokens,
         limits=BatchLimits(
             max_items=settings.batch_max_items,
@@ -54,6 +67,7 @@ def build_pipeline(settings: Settings) -> Pipeline:
         topics=Topics(output=settings.output_topic, dlq=settings.dlq_topic),
         model_timeout_s=settings.model_timeout_s,
         cache=build_cache(settings, loaded.identity.version, taxonomy),
+        metrics=metrics,
     )
 
 
@@ -71,10 +85,23 @@ def run_worker(settings: Settings) -> None:
         import torch
 
         torch.set_num_threads(settings.torch_threads)
-    pipeline = build_pipeline(settings)
-    app = create_app(settings, pipeline)
-    worker = faust.Worker(app, loglevel=settings.log_level, redirect_stdouts=False, override_logging=False)
+    metrics = Metrics()
+    health = Health(metrics=metrics, stall_s=settings.health_stall_s)
+    # Up before the model loads: probes see "model loading", and a taken port fails in a second, not after the load.
+    server = HealthServer(
+        settings.metrics_host, settings.metrics_port, metrics.registry, health.not_live_reasons, health.not_ready_reasons
+    ).start()
+    lag = LagPoller(settings.admin_config(), settings.group_id, settings.input_topic, metrics.lag, settings.lag_poll_interval_s)
+    lag.start()
     try:
-        worker.execute_from_commandline()
+        pipeline = build_pipeline(settings, metrics)
+        health.model_ready()
+        app = create_app(settings, pipeline, health)
+        worker = faust.Worker(app, loglevel=settings.log_level, redirect_stdouts=False, override_logging=False)
+        try:
+            worker.execute_from_commandline()
+        finally:
+            pipeline.close()
     finally:
-        pipeline.close()
+        lag.stop()
+        server.stop()

@@ -7,8 +7,9 @@
 Every panel of ``deploy/grafana/receipt-enricher.json`` is queried with ``query_range``, its Grafana
 variables substituted, and drawn with matplotlib: a rendering of the same expressions, not a Grafana
 screenshot. ``--run`` first makes the data: a real broker, the real worker with the default model,
-a real Prometheus scraping it, receipts produced in waves (with repeats and a few malformed
-messages), the worker stopped while more receipts arrive and the lag exporter reports the lag.
+a real Prometheus scraping it, a backlog of receipts and then waves (with repeats and a few
+malformed messages), the worker stopped at 70% of the run while receipts keep arriving and the lag
+exporter reports the growing lag.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DASHBOARD = REPO_ROOT / "deploy" / "grafana" / "receipt-enricher.json"
 ALERTS = REPO_ROOT / "deploy" / "prometheus" / "alerts.yml"
+ZIPF_S = 1.1
 
 
 @dataclass(frozen=True)
@@ -100,7 +102,7 @@ def render(
         for spine in axis.spines.values():
             spine.set_color("#2c3235")
         if panel.kind == "table":
-            _draw_table(axis, panel, query_range, end)
+            _draw_table(axis, panel, query_range, start, end)
             continue
         drawn = 0
         for query in panel.queries:
@@ -109,7 +111,9 @@ def render(
                 if not points:
                     continue
                 xs, ys = zip(*points)
-                axis.plot([x / 60 for x in xs], ys, linewidth=1.4, label=legend(query.legend, series["metric"]))
+                # A series with a few points (a drain that lasted two scrapes) would be invisible as a bare line.
+                marker = "o" if len(points) < 5 else None
+                axis.plot([x / 60 for x in xs], ys, linewidth=1.4, marker=marker, markersize=3, label=legend(query.legend, series["metric"]))
                 drawn += 1
         if drawn:
             axis.legend(fontsize=7, loc="upper right", facecolor="#181b1f", labelcolor="#d8d9da", edgecolor="#2c3235")
@@ -132,11 +136,11 @@ def render(
     plt.close(figure)
 
 
-def _draw_table(axis, panel: Panel, query_range, end: float) -> None:
+def _draw_table(axis, panel: Panel, query_range, start: float, end: float) -> None:
     axis.axis("off")
     lines = []
     for query in panel.queries:
-        for series in query_range(query.expr, end - 60, end, 15):
+        for series in query_range(query.expr, start, end, max((end - start) / 100, 1)):
             lines.append(legend(query.legend, series["metric"]))
     text = "\n".join(sorted(set(lines))) or "no data"
     axis.text(0.02, 0.5, text, color="#d8d9da", fontsize=9, va="center", wrap=True, transform=axis.transAxes)
@@ -150,7 +154,7 @@ def demo_run(out: Path, minutes: float) -> None:
     """Make real data (broker, worker, Prometheus, lag exporter) and render it; everything is stopped at the end."""
     from confluent_kafka import Producer
 
-    from app.samples import load_item_names, sample_receipt_event
+    from app.samples import sample_receipt_event
     from app.topics import create_service_topics
     from tests.kafka_broker import LocalKafka, free_port
     from tests.prometheus_server import PrometheusServer
@@ -196,25 +200,29 @@ def demo_run(out: Path, minutes: float) -> None:
         start = time.time()
         producer = Producer({"bootstrap.servers": env["ENRICHER_BOOTSTRAP_SERVERS"]})
         rng = random.Random(7)
-        # A small pool of receipts replayed with new ids: repeats, so the cache has something to do.
-        names = load_item_names()
+        names = _item_names()
+        # Purchases follow a power law (bench/run.py's exponent): staples repeat, so the cache has work.
+        weights = [1 / rank**ZIPF_S for rank in range(1, len(names) + 1)]
         index = 0
 
         def wave(count: int, malformed: int = 0) -> None:
             nonlocal index
             for _ in range(count):
-                event = sample_receipt_event(rng, names[: 120], index)
+                drawn = rng.choices(names, weights=weights, k=rng.randint(1, 6))
+                event = sample_receipt_event(rng, drawn, index, max_items=len(drawn))
                 index += 1
                 producer.produce(topic, event.model_dump_json().encode(), event.client_id.encode())
             for i in range(malformed):
                 producer.produce(topic, b"not json", f"bad-{index}-{i}".encode())
             producer.flush(30)
 
+        # A backlog first (the lag the worker drains while and after its model loads), then a steady stream.
+        wave(400, malformed=3)
         worker = WorkerProcess(env, work / "worker.log").start()
         deadline = start + minutes * 60 * 0.7
         while time.time() < deadline:
-            wave(25, malformed=1 if rng.random() < 0.3 else 0)
             time.sleep(10)
+            wave(20, malformed=1 if rng.random() < 0.3 else 0)
         worker.stop()
         # The group is stopped: what arrives now is lag that only the lag exporter can report.
         exporter = subprocess.Popen(
@@ -249,6 +257,19 @@ def demo_run(out: Path, minutes: float) -> None:
             worker.stop()
         prometheus.stop()
         broker.stop()
+
+
+def _item_names() -> list[str]:
+    """10,000 real item names (dfc2021, ../shared/data) when present, else the demo's sample items."""
+    import csv
+
+    from app.samples import load_item_names
+
+    real = REPO_ROOT.parent / "shared" / "data" / "dfc2021" / "item_names_unlabeled.csv"
+    if real.exists():
+        with real.open(encoding="utf-8") as handle:
+            return [row["item_name"] for row in csv.DictReader(handle) if row["item_name"].strip()]
+    return load_item_names()
 
 
 def _environ() -> dict[str, str]:

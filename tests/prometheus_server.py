@@ -50,7 +50,7 @@ class PrometheusApi:
         return self.api("query", **params)["result"]
 
     def query_range(self, expr: str, start: float, end: float, step_s: float) -> list[dict]:
-        return self.api("query_range", query=expr, start=f"{start:.3f}", end=f"{end:.3f}", step=f"{step_s:g}s")["result"]
+        return self.api("query_range", query=expr, start=f"{start:.3f}", end=f"{end:.3f}", step=f"{step_s:g}")["result"]
 
 
 class PrometheusServer(PrometheusApi):

@@ -227,3 +227,11 @@ def test_dashboard_uses_a_prometheus_datasource_variable_and_only_variables_it_d
     assert all("$" not in query.expr for panel in panels for query in panel.queries)
     with pytest.raises(KeyError):
         load_panels({}, "1m")
+
+
+def test_the_model_identity_is_exposed_only_once_the_model_is_loaded():
+    metrics = Metrics()
+    assert not [name for name, _ in _samples(metrics) if name == "receipt_enricher_model_info"]
+    metrics.model_loaded(base_model="llama", adapter="lora", version="v1", device="cpu")
+    labels = (("adapter", "lora"), ("base_model", "llama"), ("device", "cpu"), ("version", "v1"))
+    assert _samples(metrics)[("receipt_enricher_model_info", labels)] == 1
