@@ -229,6 +229,9 @@ def test_the_image_runs_the_cli_worker_as_non_root_with_a_health_check_on_the_me
     assert final["EXPOSE"] == port
     assert "/healthz" in final["HEALTHCHECK"] and "${ENRICHER_METRICS_PORT}" in final["HEALTHCHECK"]
     assert instructions[0][1].startswith("CUDA_IMAGE=nvidia/cuda:") and "runtime" in instructions[0][1]
+    (uv_image,) = [rest for keyword, rest in instructions if keyword == "FROM" and "astral-sh/uv:" in rest]
+    uv_version = uv_image.split(":")[1].split()[0]
+    assert f'"uv=={uv_version}"' in (DEPLOY / "local" / "setup.sh").read_text(), "the image and the venv use one uv"
 
 
 def test_the_image_sets_only_real_settings_and_keeps_every_serving_dependency():
