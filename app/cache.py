@@ -38,9 +38,12 @@ def cache_key(model_version: str, raw_name: str) -> str:
 
 
 def encode_answer(answer: ParsedAnswer) -> bytes:
-    return orjson.dumps(
+    data = orjson.dumps(
         {"n": answer.normalized_name, "p": answer.product, "b": answer.brand, "c": answer.category.id, "s": answer.status.value}
     )
+    # orjson's result keeps its ~4 KB write buffer: 200,000 cached answers held 860 MB instead of 70 MB.
+    # A copy is exactly as long as the answer.
+    return bytes(memoryview(data))
 
 
 def decode_answer(data: bytes, taxonomy: Taxonomy) -> ParsedAnswer | None:

@@ -121,6 +121,20 @@ def test_the_lru_evicts_the_least_recently_used_entry():
     assert len(store) == 2
 
 
+def test_a_cached_answer_costs_hundreds_of_bytes_not_kilobytes():
+    import tracemalloc
+
+    cache = AnswerCache("default-s1234-0939155f", TAXONOMY, LruStore(10_000))
+    answers = {f"МОЛОКО ПАСТ 3,2% 930МЛ {i}": _answer(f"МОЛОКО ПАСТ 3,2% 930МЛ {i}") for i in range(2000)}
+    tracemalloc.start()
+    try:
+        cache.store(answers)
+        held = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert held / len(answers) < 1000, f"{held / len(answers):.0f} bytes per cached answer"
+
+
 def test_an_entry_that_no_longer_decodes_is_a_miss_not_an_error():
     assert decode_answer(b"not json", TAXONOMY) is None
     assert decode_answer(b'{"n":"x","p":"x","b":null,"c":"gone","s":"ok"}', TAXONOMY) is None
