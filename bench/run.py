@@ -60,6 +60,8 @@ ZIPF_SWEEP = (0.9, 1.0, 1.1, 1.2)
 VARIANTS_PER_NAME = 200  # 249 sample names × 200 = 49,800 distinct item strings
 BATCH_SIZES = (1, 8, 32, 64, 128)
 TAKE_ITEMS = 512  # items per take in the pure cache simulation (about what a 256-receipt take carries after dedup)
+TAKE_SIZES = (256, 1024, 4096)  # the demo default, the production value, and a larger one
+PRODUCTION_TAKE = 1024
 LATENCY_RATE = 2.0  # receipts per second: light load
 WORKER_WAIT_S = 600  # generous: model load and group join on a loaded machine
 
@@ -104,7 +106,11 @@ class LoadSampler:
         began = time.perf_counter()
         yield
         samples = self._samples[start:] or [os.getloadavg()[0]]
-        into["load_average_1m"] = {"min": min(samples), "mean": round(statistics.fmean(samples), 2), "max": max(samples)}
+        into["load_average_1m"] = {
+            "min": round(min(samples), 2),
+            "mean": round(statistics.fmean(samples), 2),
+            "max": round(max(samples), 2),
+        }
         into["section_seconds"] = round(time.perf_counter() - began, 1)
 
     def __enter__(self) -> "LoadSampler":
@@ -402,17 +408,20 @@ def _stop(worker: subprocess.Popen) -> int:
         return worker.wait(10)
 
 
-def bench_pipeline(bootstrap: str, receipts: int, workdir: Path) -> dict:
-    topics = _topics(bootstrap, f"pipe-{uuid.uuid4().hex[:6]}")
-    receipts, items = _produce(bootstrap, topics["input"], _receipts(ZipfItems(ZIPF_S), receipts, seed=1))
-    raw_rate = raw_copy_rate(bootstrap, topics["input"], f"{topics['input']}-rawcopy", receipts)
-    stats_path = workdir / "zero_cost_stats.json"
-    log_path = workdir / "zero_cost_worker.log"
+def _zero_cost_run(bootstrap: str, input_topic: str, receipts: int, take_max_events: int, workdir: Path) -> dict:
+    """The zero-cost worker drains the whole backlog once, with its own group and output topic."""
+    run = f"{input_topic}-take{take_max_events}"
+    topics = {"input": input_topic, "output": f"{run}-out", "dlq": f"{run}-dlq"}
+    create_service_topics({"bootstrap.servers": bootstrap}, input_topic=input_topic, output_topic=topics["output"], dlq_topic=topics["dlq"], partitions=6)
+    stats_path = workdir / f"zero_cost_stats_{take_max_events}.json"
+    log_path = workdir / f"zero_cost_worker_{take_max_events}.log"
+    env = _worker_env(bootstrap, topics, f"bench-{run}", workdir / "faust")
+    env["ENRICHER_TAKE_MAX_EVENTS"] = str(take_max_events)
     with log_path.open("wb") as log:
         worker = subprocess.Popen(
             [sys.executable, "-m", "bench.zero_cost_worker", "--stats", str(stats_path)],
             cwd=REPO_ROOT,
-            env=_worker_env(bootstrap, topics, f"bench-pipeline-{uuid.uuid4().hex[:6]}", workdir / "faust"),
+            env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
         )
@@ -422,31 +431,58 @@ def bench_pipeline(bootstrap: str, receipts: int, workdir: Path) -> dict:
             exit_code = _stop(worker)
     if seen < receipts:
         raise RuntimeError(f"zero-cost worker published {seen} of {receipts} receipts; log: {log_path.read_text()[-2000:]}")
-    stats = json.loads(stats_path.read_text()) if stats_path.exists() else {"batch_sizes": [], "batch_max_items": 0, "cache": {}}
+    stats = json.loads(stats_path.read_text()) if stats_path.exists() else {"batch_sizes": [], "batch_max_items": 1, "cache": {}}
     sizes = stats["batch_sizes"]
-    seconds = max(last - first, 1e-3)
+    limit = stats["batch_max_items"]
+    return {
+        "receipts_out": seen,
+        "worker_exit_code": exit_code,
+        "seconds": round(last - first, 3),
+        "receipts_per_s": round((seen - 1) / max(last - first, 1e-3), 1),
+        "enricher_batches": len(sizes),
+        "enricher_items": sum(sizes),
+        "batch_max_items": limit,
+        "batch_fill_mean": round(statistics.fmean(sizes) / limit, 3) if sizes else None,
+        "full_batch_share": round(sum(1 for n in sizes if n == limit) / len(sizes), 3) if sizes else None,
+        "cache": stats["cache"],
+    }
+
+
+def bench_pipeline(bootstrap: str, receipts: int, workdir: Path) -> dict:
+    input_topic = f"pipe-{uuid.uuid4().hex[:6]}-in"
+    raw_topics = {"input": input_topic, "output": f"{input_topic}-rawcopy", "dlq": f"{input_topic}-rawdlq"}
+    create_service_topics(
+        {"bootstrap.servers": bootstrap},
+        input_topic=input_topic,
+        output_topic=raw_topics["output"],
+        dlq_topic=raw_topics["dlq"],
+        partitions=6,
+    )
+    receipts, items = _produce(bootstrap, input_topic, _receipts(ZipfItems(ZIPF_S), receipts, seed=1))
+    raw_rate = raw_copy_rate(bootstrap, input_topic, raw_topics["output"], receipts)
     items_per_receipt = items / receipts
-    pipeline_items_per_s = (seen - 1) * items_per_receipt / seconds
     raw_items_per_s = raw_rate * items_per_receipt
+    by_take = {}
+    for take in TAKE_SIZES:
+        run = _zero_cost_run(bootstrap, input_topic, receipts, take, workdir)
+        run["items_per_s"] = round(run["receipts_per_s"] * items_per_receipt, 1)
+        run["ratio_to_raw"] = round(run["items_per_s"] / raw_items_per_s, 3)
+        by_take[str(take)] = run
+    headline = by_take[str(PRODUCTION_TAKE)]
     return {
         "receipts": receipts,
         "items": items,
-        "receipts_out": seen,
-        "worker_exit_code": exit_code,
-        "pipeline_receipts_per_s": round((seen - 1) / seconds, 1),
-        "pipeline_items_per_s": round(pipeline_items_per_s, 1),
         "raw_confluent_messages_per_s": round(raw_rate, 1),
         "raw_confluent_items_per_s": round(raw_items_per_s, 1),
-        "ratio_pipeline_to_raw": round(pipeline_items_per_s / raw_items_per_s, 3),
-        "enricher_batches": len(sizes),
-        "enricher_items": sum(sizes),
-        "batch_max_items": stats["batch_max_items"],
-        "batch_fill_mean": round(statistics.fmean(sizes) / stats["batch_max_items"], 3) if sizes else None,
-        "full_batch_share": round(sum(1 for s in sizes if s == stats["batch_max_items"]) / len(sizes), 3) if sizes else None,
-        "cache": stats["cache"],
+        "take_max_events": PRODUCTION_TAKE,
+        "pipeline_items_per_s": headline["items_per_s"],
+        "ratio_pipeline_to_raw": headline["ratio_to_raw"],
+        "batch_fill_mean": headline["batch_fill_mean"],
+        "by_take_max_events": by_take,
         "note": (
-            "pipeline rate from the first to the last output record timestamp (worker start-up excluded); the whole "
-            "backlog is in the topic before the worker starts (sustained load); the raw loop copies the same messages"
+            "the whole backlog is in the topic before each worker starts (sustained load); rates from the first to "
+            "the last output record timestamp (start-up excluded); the raw loop copies the same messages, acked and "
+            f"committed; headline figures at ENRICHER_TAKE_MAX_EVENTS={PRODUCTION_TAKE} (deploy/README.md)"
         ),
     }
 
@@ -546,11 +582,15 @@ def main(argv: list[str] | None = None) -> None:
             broker.stop()
     latency, model = result["latency"], result["model"]
     batch_s = model["batch_64"]["seconds_per_batch"]
+    pipeline, takes = result["pipeline"], model["takes_at_default_limits"]
     result["targets"] = {
-        "pipeline_items_per_s_at_least_20000": result["pipeline"]["pipeline_items_per_s"] >= 20_000,
-        "pipeline_at_least_half_of_raw": result["pipeline"]["ratio_pipeline_to_raw"] >= 0.5,
-        "batch_fill_at_least_90_percent": (result["pipeline"]["batch_fill_mean"] or 0) >= 0.9,
-        "prompt_padding_waste_under_15_percent_at_batch_64": model["batch_64"]["prompt_padding_waste"] < 0.15,
+        "pipeline_items_per_s_at_least_20000": pipeline["pipeline_items_per_s"] >= 20_000,
+        "pipeline_at_least_half_of_raw": pipeline["ratio_pipeline_to_raw"] >= 0.5,
+        "pipeline_items_per_s_at_least_20000_by_take_max_events": {
+            take: run["items_per_s"] >= 20_000 for take, run in pipeline["by_take_max_events"].items()
+        },
+        "batch_fill_at_least_90_percent": (pipeline["batch_fill_mean"] or 0) >= 0.9,
+        "prompt_padding_waste_under_15_percent": takes["prompt_padding_waste"] < 0.15,
         "warm_cache_answers_at_least_80_percent": result["cache"]["warm"]["answered_without_model"] >= 0.8,
         "no_item_key_generated_twice": result["cache"]["item_keys_generated_twice"] == 0,
         "p99_bound_s": round(latency["max_wait_s"] + batch_s + 0.1, 3),

@@ -1,7 +1,7 @@
 """The benchmark command keeps working: ``python -m bench.run --size small`` runs to the end and its JSON is
 complete and consistent. Nothing here checks a timing (the machine is shared); the full-size figures
 are in the README. About 3–4 minutes: a broker, the model at five batch sizes and four serving options,
-a zero-cost worker over 2,000 receipts and the real worker for 20 receipts at 2 per second.
+a zero-cost worker over 2,000 receipts at three take sizes and the real worker for 20 receipts at 2 per second.
 """
 
 from __future__ import annotations
@@ -68,23 +68,29 @@ def test_the_model_section_covers_every_batch_size_and_serving_option(small_run)
         assert run["batches"] >= 1 and run["items"] >= batch_size
         assert 0 <= run["prompt_padding_waste"] < 1 and 0 <= run["answer_padding_waste"] < 1
     assert model["batch_1"]["prompt_padding_waste"] == 0  # one row has nothing to pad
+    takes = model["takes_at_default_limits"]
+    assert takes["batches"] >= takes["takes"] and 0 < takes["batch_fill_mean"] <= 1
+    assert 0 <= takes["prompt_padding_waste"] < 1
     options = model["batch_32_items_per_s_by_serving_option"]
     assert set(options) == {"unmerged_float32", "merged_float32", "unmerged_bfloat16", "merged_bfloat16"}
     assert all(_positive(v) for v in options.values())
 
 
-def test_the_pipeline_section_saw_every_receipt_and_its_batches(small_run):
+def test_the_pipeline_section_saw_every_receipt_at_every_take_size(small_run):
     pipeline = small_run["pipeline"]
-    assert pipeline["receipts_out"] == pipeline["receipts"] == 2000
-    assert pipeline["worker_exit_code"] == 0
-    assert _positive(pipeline["pipeline_items_per_s"]) and _positive(pipeline["raw_confluent_items_per_s"])
-    assert pipeline["ratio_pipeline_to_raw"] == pytest.approx(
-        pipeline["pipeline_items_per_s"] / pipeline["raw_confluent_items_per_s"], rel=0.01
-    )
-    assert 0 < pipeline["enricher_items"] <= pipeline["items"]
-    assert 0 < pipeline["batch_fill_mean"] <= 1 and 0 <= pipeline["full_batch_share"] <= 1
-    cache = pipeline["cache"]
-    assert cache["misses"] >= pipeline["enricher_items"]  # every generated item was a miss first
+    assert pipeline["receipts"] == 2000 and _positive(pipeline["raw_confluent_items_per_s"])
+    runs = pipeline["by_take_max_events"]
+    assert set(runs) == {"256", "1024", "4096"}
+    for run in runs.values():
+        assert run["receipts_out"] == pipeline["receipts"]
+        assert run["worker_exit_code"] == 0
+        assert _positive(run["items_per_s"])
+        assert run["ratio_to_raw"] == pytest.approx(run["items_per_s"] / pipeline["raw_confluent_items_per_s"], abs=0.002)
+        assert 0 < run["enricher_items"] <= pipeline["items"]
+        assert 0 < run["batch_fill_mean"] <= 1 and 0 <= run["full_batch_share"] <= 1
+        assert run["cache"]["misses"] >= run["enricher_items"]  # every generated item was a miss first
+    headline = runs[str(pipeline["take_max_events"])]
+    assert pipeline["pipeline_items_per_s"] == headline["items_per_s"]
 
 
 def test_the_latency_section_measured_every_receipt_in_order(small_run):
@@ -98,4 +104,7 @@ def test_the_targets_are_evaluated_from_the_measured_figures(small_run):
     targets = small_run["targets"]
     assert targets["p99_within_bound"] == (small_run["latency"]["p99_s"] <= targets["p99_bound_s"])
     assert targets["pipeline_at_least_half_of_raw"] == (small_run["pipeline"]["ratio_pipeline_to_raw"] >= 0.5)
-    assert all(isinstance(v, bool) for k, v in targets.items() if k not in ("p99_bound_s", "p99_bound_uses"))
+    by_take = targets.pop("pipeline_items_per_s_at_least_20000_by_take_max_events")
+    assert set(by_take) == set(small_run["pipeline"]["by_take_max_events"])
+    verdicts = [v for k, v in targets.items() if k not in ("p99_bound_s", "p99_bound_uses")] + list(by_take.values())
+    assert all(isinstance(v, bool) for v in verdicts)
