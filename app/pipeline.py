@@ -203,7 +203,8 @@ class Pipeline:
             try:
                 return await asyncio.wait_for(asyncio.shield(work), timeout=self._model_timeout_s)
             except TimeoutError:
-                # A stuck GPU cannot be interrupted from here; say so loudly and let the liveness probe decide.
+                # Each generate call ends at its own deadline (model/generation.py); a take still running
+                # here is many batches, or a single forward pass that hangs, which only a restart can free.
                 waited += self._model_timeout_s
                 log.error("model_slow waited_s=%.0f items=%d", waited, prepared.plan.planned_items)
 
