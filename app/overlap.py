@@ -15,7 +15,8 @@ Rules that keep the delivery order of app/pipeline.py:
   - the first failure stops the line: that take and every later one are never acked, even if a
     later take was already published (at-least-once: the replay may duplicate, never lose), and
     ``on_failure`` is called once.
-At most one prepared take waits for the model, so memory and the replay after a crash stay bounded.
+At most one prepared take waits for the model and at most MAX_UNACKED takes are in flight (a slow broker
+holds the line instead of piling up model output), so memory and the replay after a crash stay bounded.
 No Kafka and no Faust here: the agent passes the callbacks, tests drive it with plain coroutines.
 """
 
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, Protocol, TypeVar
 
@@ -33,6 +35,9 @@ T = TypeVar("T")
 P = TypeVar("P")
 O = TypeVar("O")  # noqa: E741
 R = TypeVar("R")
+
+# One publishing, one in the model, one prepared: enough to keep the model busy.
+MAX_UNACKED = 3
 
 
 class TakeStages(Protocol[M, P, O, R]):
@@ -64,7 +69,7 @@ class OverlappedTakes(Generic[M, T, P, O, R]):
         self._on_failure = on_failure
         self._model_free: asyncio.Event | None = None  # set when the last submitted take left the model
         self._last_done: asyncio.Task[None] | None = None  # the last submitted take's task
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: deque[asyncio.Task[None]] = deque()  # in take order
         self.failure: BaseException | None = None
 
     async def submit(self, messages: Sequence[M], token: T) -> None:
@@ -83,17 +88,18 @@ class OverlappedTakes(Generic[M, T, P, O, R]):
         model_before, done_before = self._model_free, self._last_done
         model_free = asyncio.Event()
         task = asyncio.create_task(self._complete(prepared, token, model_before, done_before, model_free))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks.append(task)
         self._model_free, self._last_done = model_free, task
         if model_before is not None:
             # Waiting here, not in the task, is what bounds the queue to one prepared take.
             await model_before.wait()
+        while self._forget_done() > MAX_UNACKED:
+            await asyncio.wait([self._tasks[0]])
         self._raise_if_stopped()
 
     async def drain(self) -> None:
         """Wait until every submitted take is acked or the line has stopped."""
-        while self._tasks:
+        while self._forget_done():
             await asyncio.gather(*list(self._tasks))
 
     async def cancel(self) -> None:
@@ -136,6 +142,12 @@ class OverlappedTakes(Generic[M, T, P, O, R]):
             return
         self.failure = error
         await self._on_failure(error)
+
+    def _forget_done(self) -> int:
+        """Drop finished takes from the front; returns how many are still in flight."""
+        while self._tasks and self._tasks[0].done():
+            self._tasks.popleft()
+        return sum(1 for task in self._tasks if not task.done())
 
     def _raise_if_stopped(self) -> None:
         if self.failure is not None:

@@ -220,3 +220,22 @@ def test_cancelling_abandons_takes_in_flight_without_acking_them():
         assert "publish1:start" not in stages.log
 
     _run(scenario())
+
+
+def test_a_slow_broker_holds_the_line_after_three_unacked_takes():
+    async def scenario() -> None:
+        stages, recorder, takes = _line()
+        stages.open(*(f"{stage}{n}" for stage in ("prepare", "model") for n in (1, 2, 3, 4)))
+        for n in (1, 2, 3):
+            await takes.submit([n], n)  # the model is free at once; take 1's publish hangs
+        fourth = asyncio.create_task(takes.submit([4], 4))
+        await _until(lambda: "model4:end" in stages.log, "model 4")
+        await asyncio.sleep(0)
+        assert not fourth.done(), "a fourth unacked take must wait for the broker"
+        stages.open("publish1")
+        await asyncio.wait_for(fourth, WAIT_S)
+        stages.open("publish2", "publish3", "publish4")
+        await asyncio.wait_for(takes.drain(), WAIT_S)
+        assert recorder.acked == [1, 2, 3, 4]
+
+    _run(scenario())
