@@ -31,6 +31,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DASHBOARD = REPO_ROOT / "deploy" / "grafana" / "receipt-enricher.json"
 ALERTS = REPO_ROOT / "deploy" / "prometheus" / "alerts.yml"
+RUN_SUMMARY = REPO_ROOT / "bench" / "results" / "dashboard_render.json"
 ZIPF_S = 1.1
 
 
@@ -255,8 +256,10 @@ def demo_run(out: Path, minutes: float) -> None:
             f"takes of 16, worker stopped at {0.7 * minutes:g} min while receipts keep arriving",
         )
         report = {"started": stamp, "minutes": minutes, "receipts_produced": index, "panels": summary}
-        out.with_name(out.stem + "-run.json").write_text(json.dumps(report, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-        print(f"rendered {len(panels)} panels to {out}, series maxima in {out.with_name(out.stem + '-run.json')} (work dir {work})")
+        # Not beside the picture: Grafana's provisioning (deploy/compose) loads every JSON in deploy/grafana/.
+        RUN_SUMMARY.parent.mkdir(parents=True, exist_ok=True)
+        RUN_SUMMARY.write_text(json.dumps(report, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+        print(f"rendered {len(panels)} panels to {out}, series maxima in {RUN_SUMMARY} (work dir {work})")
     finally:
         if exporter is not None:
             exporter.terminate()
