@@ -118,6 +118,7 @@ class SteadyProducer:
         self._lock = threading.Lock()
         self.sent = 0
         self._burst = 0
+        self._closed = False
         # event_id → (partition, offset), filled in from the broker's delivery reports.
         self.positions: dict[str, tuple[int, int]] = {}
         self.errors: list[str] = []
@@ -164,14 +165,19 @@ class SteadyProducer:
         remaining = self._producer.flush(120)
         assert remaining == 0 and not self.errors, f"{remaining} undelivered, errors: {self.errors[:3]}"
         assert len(self.positions) == self.sent
+        self.close()
         return dict(self.positions)
 
 
     def close(self) -> None:
-        """Stop without checking (for ``finally``); safe after ``stop``."""
+        """Stop without checking (for ``finally``); safe after ``stop``. A producer left open would keep
+        reconnecting, and logging so, after the test stopped its broker."""
         self._stop.set()
         self._thread.join(30)
-        self._producer.flush(30)
+        if not self._closed:
+            self._closed = True
+            self._producer.flush(30)
+            self._producer.close()
 
 
 class TopicReader:

@@ -112,6 +112,7 @@ def test_two_thousand_hostile_messages_go_to_the_dlq_with_reasons_and_good_recei
         producer.produce(run.input, value, key)
         producer.poll(0)
     assert producer.flush(60) == 0
+    producer.close()
 
     output, letters = TopicReader(run, run.output), TopicReader(run, run.dlq)
     worker = run.worker(default_model, tmp_path / "worker.log").start()
