@@ -30,11 +30,15 @@ class GenerationTimeout(RuntimeError):
     """A generator stopped a batch at its deadline; the answers it had so far are incomplete."""
 
 
+_OOM_MESSAGES = ("out of memory", "not enough memory", "can't allocate memory")
+
+
 def _failure_kind(error: Exception) -> str:
     if isinstance(error, GenerationTimeout):
         return "timeout"
-    # torch.OutOfMemoryError on CUDA; the CPU allocator raises a plain RuntimeError saying so.
-    if type(error).__name__ == "OutOfMemoryError" or "out of memory" in str(error).lower():
+    # torch.OutOfMemoryError on CUDA; older CPU allocators raise a plain RuntimeError saying so.
+    text = str(error).lower()
+    if type(error).__name__ == "OutOfMemoryError" or any(m in text for m in _OOM_MESSAGES):
         return "out_of_memory"
     return "error"
 
