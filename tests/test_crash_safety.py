@@ -11,7 +11,7 @@ import signal
 import orjson
 import pytest
 
-from tests.delivery import Run, SteadyProducer, TopicReader, event_ids, outputs_settle, wait_until
+from tests.delivery import Run, SteadyProducer, TopicReader, outputs_settle, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.model]
 
