@@ -230,21 +230,19 @@ class Metrics:
                 self.latency.observe(max(published_at - timestamp_ms / 1000, 0.0))
         self.in_flight.dec(len(texts))
 
-    def timed_model(
-        self,
-        enrich: Callable[[Sequence[str]], list[ParsedAnswer]],
-        count_tokens: Callable[[Sequence[str]], list[int]],
-        answer_tokens: int,
-    ) -> Callable[[Sequence[str]], list[ParsedAnswer]]:
-        """Wrap the model call: every batch (also one that raises) is observed with its size, tokens and time.
+    def planned_batch(self, items: int, padded_tokens: int) -> None:
+        """A model batch as the batcher planned it (a failing batch is later split; its halves are not re-counted)."""
+        self.batch_items.observe(items)
+        self.batch_tokens.observe(padded_tokens)
 
-        Counting tokens again costs well under a millisecond per batch with a fast tokenizer, against
-        seconds of generation; it keeps this hook out of the batcher.
+    def timed_model(self, enrich: Callable[[Sequence[str]], list[ParsedAnswer]]) -> Callable[[Sequence[str]], list[ParsedAnswer]]:
+        """Wrap the model call: every call (also one that raises, and each half of a split) is timed.
+
+        No tokenizer call here: a fast tokenizer is not thread-safe (transformers#47085), and the
+        prepare thread tokenizes the next take while this runs.
         """
 
         def observed(batch: Sequence[str]) -> list[ParsedAnswer]:
-            self.batch_items.observe(len(batch))
-            self.batch_tokens.observe(padded_tokens(count_tokens(batch), answer_tokens))
             started = time.perf_counter()
             try:
                 return enrich(batch)

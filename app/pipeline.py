@@ -32,7 +32,7 @@ from app.batcher import BatchLimits
 from app.cache import AnswerCache
 from app.dead_letter import dead_letter
 from app.enrichment import AnswerPlan, EnrichFn, EnrichmentOutcome, plan_answers, run_plan
-from app.metrics import Metrics
+from app.metrics import Metrics, padded_tokens
 from app.publisher import OutRecord, Publisher, RecordRejected
 from app.validation import InvalidEvent, decode_event
 from schemas.events import ModelIdentity, ReceiptEvent
@@ -164,6 +164,8 @@ class Pipeline:
         # A refused record was replaced by a dead letter, and that one was acknowledged (else we raised).
         refused_transactions = sum(1 for r in rejected if r.record.topic == self._topics.output)
         messages = [message for message, _ in prepared.dead_letters] + [message for message, _ in prepared.valid]
+        for batch in prepared.plan.batches:
+            self._metrics.planned_batch(len(batch.texts), padded_tokens(batch.prompt_tokens, self._limits.answer_tokens))
         self._metrics.take_published(
             input_topic=messages[0].topic if messages else "",
             timestamps_ms=[message.timestamp_ms for message in messages],

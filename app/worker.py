@@ -52,7 +52,7 @@ def build_pipeline(settings: Settings, metrics: Metrics | None = None) -> Pipeli
             device=str(loaded.device),
         )
         metrics.set_batch_limits(settings.batch_max_items, settings.batch_max_tokens)
-        enrich = metrics.timed_model(enrich, generator.count_tokens, loaded.max_new_tokens)
+        enrich = metrics.timed_model(enrich)
     return Pipeline(
         enrich=enrich,
         count_tokens=generator.count_tokens,

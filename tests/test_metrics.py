@@ -123,7 +123,7 @@ def test_a_published_take_is_counted_by_kind_source_status_and_latency():
     assert samples[("receipt_enricher_pipeline_end_to_end_latency_seconds_sum", ())] == pytest.approx(18.0)
 
 
-def test_every_model_batch_is_observed_also_one_that_fails():
+def test_every_model_call_is_timed_also_one_that_fails():
     metrics = Metrics()
     failure = ModelBatchFailed(2, "out of memory")
 
@@ -132,16 +132,23 @@ def test_every_model_batch_is_observed_also_one_that_fails():
             raise failure
         return [_answer() for _ in batch]
 
-    timed = metrics.timed_model(enrich, lambda texts: [len(t) for t in texts], answer_tokens=10)
+    timed = metrics.timed_model(enrich)
     with pytest.raises(ModelBatchFailed):
         timed(["abc", "abcdef"])
-    timed(["abc"])
+    assert timed(["abc"]) == [_answer()]
+    samples = _samples(metrics)
+    assert samples[("receipt_enricher_model_batch_duration_seconds_count", ())] == 2
+    assert samples[("receipt_enricher_model_batch_failures_total", (("kind", failure.kind),))] == 1
+
+
+def test_planned_batches_are_observed_by_items_and_padded_tokens():
+    metrics = Metrics()
+    metrics.planned_batch(2, padded_tokens([6, 3], answer_tokens=10))
+    metrics.planned_batch(1, padded_tokens([3], answer_tokens=10))
     samples = _samples(metrics)
     assert samples[("receipt_enricher_model_batch_items_count", ())] == 2
     assert samples[("receipt_enricher_model_batch_items_sum", ())] == 3
     assert samples[("receipt_enricher_model_batch_tokens_sum", ())] == 2 * (6 + 10) + 1 * (3 + 10)
-    assert samples[("receipt_enricher_model_batch_duration_seconds_count", ())] == 2
-    assert samples[("receipt_enricher_model_batch_failures_total", (("kind", failure.kind),))] == 1
 
 
 def test_ready_only_with_the_model_loaded_and_partitions_assigned():

@@ -44,8 +44,8 @@ def _wait_for(condition, timeout_s: float, what: str, interval_s: float = 0.5):
         time.sleep(interval_s)
 
 
-def _produce(bootstrap: str, topic: str, receipts: int, malformed: int, seed: int) -> dict[int, int]:
-    """Produce and return how many messages each partition got (from the broker's delivery reports)."""
+def _produce(bootstrap: str, topic: str, receipts: int, malformed: int, seed: int) -> tuple[dict[int, int], int]:
+    """Produce; return how many messages each partition got (from the broker's delivery reports) and the line items."""
     rng = random.Random(seed)
     names = load_item_names()
     per_partition: dict[int, int] = {}
@@ -55,13 +55,15 @@ def _produce(bootstrap: str, topic: str, receipts: int, malformed: int, seed: in
         per_partition[message.partition()] = per_partition.get(message.partition(), 0) + 1
 
     producer = Producer({"bootstrap.servers": bootstrap})
+    items = 0
     for index in range(receipts):
         event = sample_receipt_event(rng, names, seed * 10_000 + index)
+        items += len(event.receipt.items)
         producer.produce(topic, event.model_dump_json().encode(), event.client_id.encode(), on_delivery=delivered)
     for index in range(malformed):
         producer.produce(topic, b"not json", f"bad-{seed}-{index}".encode(), on_delivery=delivered)
     assert producer.flush(30) == 0
-    return per_partition
+    return per_partition, items
 
 
 def _consumer_groups_tool(bootstrap: str, group: str, topic: str) -> dict[int, tuple[int | None, int, int | None]]:
@@ -144,7 +146,7 @@ def test_lag_metric_equals_kafka_and_every_dashboard_and_alert_expression_return
         "ENRICHER_TAKE_MAX_EVENTS": "8",
     }
     start = time.time()
-    _produce(kafka_bootstrap, topic, receipts=60, malformed=4, seed=1)
+    _, items = _produce(kafka_bootstrap, topic, receipts=60, malformed=4, seed=1)
     worker = WorkerProcess(env, tmp_path / "worker.log").start()
     exporter = None
     try:
@@ -159,10 +161,30 @@ def test_lag_metric_equals_kafka_and_every_dashboard_and_alert_expression_return
         drained = _wait_for(drained_to_the_end, 300, "the worker to commit the end of every partition", interval_s=2)
         assert sum(end for _, end, _ in drained.values()) == 64
         _wait_for(lambda: _prometheus_agrees(prometheus, "receipt-enricher", group, topic, drained), 60, "Prometheus to show lag 0")
+        # The stage hooks counted each message and line item once (the takes overlap: no double counts).
+        counted = {
+            "consumed": 'sum(receipt_enricher_consumer_events_total{job="receipt-enricher"})',
+            "enriched": 'receipt_enricher_producer_records_total{job="receipt-enricher", kind="enriched"}',
+            "dead_letters": 'receipt_enricher_producer_records_total{job="receipt-enricher", kind="dead_letter"}',
+            "invalid_json": 'receipt_enricher_dlq_events_total{job="receipt-enricher", kind="invalid_json"}',
+            "items": 'sum(receipt_enricher_enrich_items_total{job="receipt-enricher"})',
+            "in_flight": 'receipt_enricher_pipeline_items_in_flight{job="receipt-enricher"}',
+            "latencies": 'receipt_enricher_pipeline_end_to_end_latency_seconds_count{job="receipt-enricher"}',
+            # Distinct items the model generated vs. planned for it (a plan can lose items to answers that
+            # arrived meanwhile from the take before, never gain any).
+            "generated": 'receipt_enricher_enrich_items_total{job="receipt-enricher", source="model"}',
+            "planned": 'receipt_enricher_model_batch_items_sum{job="receipt-enricher"}',
+            "model_calls": 'receipt_enricher_model_batch_duration_seconds_count{job="receipt-enricher"}',
+        }
+        values = {name: float(prometheus.query(expr)[0]["value"][1]) for name, expr in counted.items()}
+        assert values["consumed"] == 64 and values["latencies"] == 64, values
+        assert values["enriched"] == 60 and values["dead_letters"] == 4 and values["invalid_json"] == 4, values
+        assert values["items"] == items and values["in_flight"] == 0, values
+        assert 0 < values["generated"] <= values["planned"] and values["model_calls"] > 0, values
         assert worker.stop() == 0, worker.log_text()[-3000:]
 
         # 2. The group is stopped and receipts keep coming: a non-zero lag, reported by the lag exporter.
-        arrived = _produce(kafka_bootstrap, topic, receipts=30, malformed=0, seed=2)
+        arrived, _ = _produce(kafka_bootstrap, topic, receipts=30, malformed=0, seed=2)
         exporter = subprocess.Popen(
             [sys.executable, "-m", "app.cli", "lag-exporter"],
             cwd=REPO_ROOT,
