@@ -37,7 +37,7 @@ from pathlib import Path
 from confluent_kafka import Consumer, Producer
 
 from app.batcher import BatchLimits, plan_batches
-from app.cache import AnswerCache, LruStore
+from app.cache import AnswerCache, LruStore, cache_key
 from app.enrichment import answer_texts
 from app.samples import load_item_names, sample_receipt_event
 from app.topics import create_service_topics
@@ -161,20 +161,34 @@ def _simulate_cache(texts: list[str]) -> dict:
         generated.extend(batch)
         return [ParsedAnswer(t, "Товар", None, taxonomy.fallback, ItemStatus.OK) for t in batch]
 
-    cache = AnswerCache("bench", taxonomy, LruStore(100_000))
+    store = LruStore(100_000)
+    cache = AnswerCache("bench", taxonomy, store)
     limits = BatchLimits(64, 10**9, 55)
     phases = {}
     half = len(texts) // 2
     for phase, chunk in (("cold", texts[:half]), ("warm", texts[half:])):
         generated_before, calls_before = len(generated), len(calls)
+        hits_before, misses_before = cache.hits_local, cache.misses
+        items_in_cache = 0
         for start in range(0, len(chunk), TAKE_ITEMS):
-            answer_texts(chunk[start : start + TAKE_ITEMS], cache, lambda ts: [12] * len(ts), limits, counting_model, taxonomy)
+            take = chunk[start : start + TAKE_ITEMS]
+            keys = [cache_key(cache.model_version, text) for text in take]
+            known = store.get_many(list(set(keys)))
+            items_in_cache += sum(key in known for key in keys)
+            answer_texts(take, cache, lambda ts: [12] * len(ts), limits, counting_model, taxonomy)
         items_generated = len(generated) - generated_before
         phases[phase] = {
             "items": len(chunk),
             "answered_without_model": round(1 - items_generated / len(chunk), 3),
             "items_generated_per_1000": round(1000 * items_generated / len(chunk), 1),
             "model_calls_per_1000": round(1000 * (len(calls) - calls_before) / len(chunk), 2),
+            # Items whose answer was in the cache before their take; the rest of "answered_without_model"
+            # is in-take deduplication (a string first seen in this take, repeated within it).
+            "answered_from_cache": round(items_in_cache / len(chunk), 3),
+            # The same per distinct item key of a take, as the cache counts its lookups.
+            "cache_hit_ratio_of_lookups": round(
+                (cache.hits_local - hits_before) / max(1, cache.hits_local - hits_before + cache.misses - misses_before), 3
+            ),
         }
     keys = [item_key(text) for text in generated]
     phases["item_keys_generated_twice"] = len(keys) - len(set(keys))
@@ -591,7 +605,7 @@ def main(argv: list[str] | None = None) -> None:
         },
         "batch_fill_at_least_90_percent": (pipeline["batch_fill_mean"] or 0) >= 0.9,
         "prompt_padding_waste_under_15_percent": takes["prompt_padding_waste"] < 0.15,
-        "warm_cache_answers_at_least_80_percent": result["cache"]["warm"]["answered_without_model"] >= 0.8,
+        "warm_cache_answers_at_least_80_percent": result["cache"]["warm"]["answered_from_cache"] >= 0.8,
         "no_item_key_generated_twice": result["cache"]["item_keys_generated_twice"] == 0,
         "p99_bound_s": round(latency["max_wait_s"] + batch_s + 0.1, 3),
         "p99_within_bound": latency["p99_s"] <= latency["max_wait_s"] + batch_s + 0.1,

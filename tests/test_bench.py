@@ -54,6 +54,8 @@ def test_the_cache_section_is_consistent(small_run):
         assert 0 < phase["answered_without_model"] < 1
         assert phase["items_generated_per_1000"] == pytest.approx(1000 * (1 - phase["answered_without_model"]), abs=1)
         assert 0 < phase["model_calls_per_1000"] <= phase["items_generated_per_1000"]
+        assert 0 < phase["answered_from_cache"] <= phase["answered_without_model"]
+        assert 0 < phase["cache_hit_ratio_of_lookups"] <= phase["answered_from_cache"]
     assert warm["answered_without_model"] > cold["answered_without_model"]
     assert cache["item_keys_generated_twice"] == 0
     sweep = [cache["zipf_sweep_warm_answered_without_model"][s] for s in ("0.9", "1.0", "1.1", "1.2")]
