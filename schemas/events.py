@@ -10,7 +10,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 SCHEMA_VERSION = 1
 # FNS allows 128 characters per item name; the margin tolerates odd registers, anything longer is refused.
@@ -28,13 +28,28 @@ ByteCode = Annotated[int, Field(ge=0, le=255)]
 Kopecks = Annotated[int, Field(ge=0, le=MAX_KOPECKS, description="Amount in kopecks")]
 
 
+def _readable(name: str) -> str:
+    # A name of only separators, '#' or control characters reaches the model as an empty prompt and comes
+    # out with an empty normalized_name; no register prints such a line on purpose, so the receipt is refused.
+    if not any(ch.isalnum() for ch in name):
+        raise ValueError("item name has no letter or digit")
+    return name
+
+
+ItemName = Annotated[
+    str,
+    Field(min_length=1, max_length=MAX_ITEM_NAME_CHARS, description="Item name as printed; at least one letter or digit"),
+    AfterValidator(_readable),
+]
+
+
 class _Input(BaseModel):
     # Unknown fields from FNS or upstream producers are kept, never rejected: the schema grows there.
     model_config = ConfigDict(extra="allow", strict=True, frozen=True)
 
 
 class ReceiptItem(_Input):
-    name: str = Field(min_length=1, max_length=MAX_ITEM_NAME_CHARS)
+    name: ItemName
     price: Kopecks
     quantity: float = Field(gt=0, le=1_000_000)
     sum: Kopecks

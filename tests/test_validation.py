@@ -49,6 +49,7 @@ def _mutated(mutate) -> bytes:
         (lambda d: d["receipt"]["items"][0].__setitem__("sum", -5), "receipt.items.0.sum"),
         (lambda d: d["receipt"]["items"][0].__setitem__("name", ""), "receipt.items.0.name"),
         (lambda d: d["receipt"]["items"][0].__setitem__("name", "Я" * 100_000), "receipt.items.0.name"),
+        (lambda d: d["receipt"]["items"][0].__setitem__("name", " ## \t\x00 ##"), "receipt.items.0.name"),
         (lambda d: d["receipt"].__setitem__("totalSum", 10**15), "receipt.totalSum"),
         (lambda d: d.__setitem__("received_at", "yesterday"), "received_at"),
         (lambda d: d.pop("event_id"), "event_id"),
