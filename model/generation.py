@@ -40,6 +40,10 @@ class BatchGenerator:
         self.max_new_tokens = loaded.max_new_tokens
         # generate() is not re-entrant on one model; the service calls from one thread, tools may not.
         self._lock = threading.Lock()
+        # A fast tokenizer is not thread-safe either: padding mutates the shared Rust object, and the
+        # pipeline counts the next take's tokens while the model thread pads this one's ("Already
+        # borrowed" / "Unable to create tensor", transformers #47085; 16 of 2,000 padded calls here).
+        self._tokenizer_lock = threading.Lock()
 
     def count_tokens(self, raw_names: Sequence[str]) -> list[int]:
         """Prompt tokens of each item as the model will see it (model.prompt.build_prompt, as the Enricher does).
@@ -49,19 +53,23 @@ class BatchGenerator:
         """
         if not raw_names:
             return []
-        encoded = self._tokenizer([build_prompt(name) for name in raw_names], add_special_tokens=True)["input_ids"]
+        prompts = [build_prompt(name) for name in raw_names]
+        with self._tokenizer_lock:
+            encoded = self._tokenizer(prompts, add_special_tokens=True)["input_ids"]
         return [len(ids) for ids in encoded]
 
     def count_answer_tokens(self, answers: Sequence[str]) -> list[int]:
         """Tokens of generated answers as decoded (no special tokens): the benchmark's answer padding."""
         if not answers:
             return []
-        return [len(ids) for ids in self._tokenizer(list(answers), add_special_tokens=False)["input_ids"]]
+        with self._tokenizer_lock:
+            encoded = self._tokenizer(list(answers), add_special_tokens=False)["input_ids"]
+        return [len(ids) for ids in encoded]
 
     def generate(self, prompts: Sequence[str]) -> list[str]:
         if not prompts:
             return []
-        inputs = self._tokenizer(list(prompts), return_tensors="pt", padding=True).to(self._device)
+        inputs = self.encode_padded(prompts)
         with self._lock, torch.inference_mode():
             # Started inside the lock: time spent waiting for another caller is not this batch's fault.
             deadline = _Deadline(self._max_time_s) if self._max_time_s else None
@@ -81,4 +89,11 @@ class BatchGenerator:
                 "(ENRICHER_MODEL_TIMEOUT_S); the batch was stopped and its answers discarded"
             )
         new_tokens = output[:, inputs["input_ids"].shape[1] :]
-        return self._tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+        with self._tokenizer_lock:
+            return self._tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+
+    def encode_padded(self, prompts: Sequence[str]):
+        """Left-padded input tensors of one batch, on the model's device."""
+        with self._tokenizer_lock:
+            encoded = self._tokenizer(list(prompts), return_tensors="pt", padding=True)
+        return encoded.to(self._device)
