@@ -155,7 +155,9 @@ def enrich(
     if args.mode in ("zero-shot", "few-shot"):
         prefix = fewshot_prefix(shots, taxonomy, list_categories=not args.no_category_list)
         context = loaded.model.config.max_position_embeddings
-        longest = max(generator.count_tokens([prefix + build_prompt(raw) for raw in raws]), default=0)
+        # The tokenizer directly: BatchGenerator.count_tokens wraps raw names in the serving prompt (and cuts them).
+        prompts = [prefix + build_prompt(raw) for raw in raws]
+        longest = max((len(ids) for ids in loaded.tokenizer(prompts)["input_ids"]), default=0)
         if longest + loaded.max_new_tokens > context:
             raise PromptTooLong(
                 f"the {args.mode} prompt takes up to {longest} tokens and the answer {loaded.max_new_tokens}, "
