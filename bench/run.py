@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import bisect
+import hashlib
 import itertools
 import json
 import os
@@ -39,7 +40,7 @@ from confluent_kafka import Consumer, Producer
 from app.batcher import BatchLimits, plan_batches
 from app.cache import AnswerCache, LruStore, cache_key
 from app.enrichment import answer_texts
-from app.samples import load_item_names, sample_receipt_event
+from app.samples import SAMPLE_ITEMS_PATH, load_item_names, sample_receipt_event
 from app.topics import create_service_topics
 from model.item_key import item_key
 from model.parser import ParsedAnswer
@@ -57,7 +58,7 @@ SIZES = {
 # the cache section also reports 0.9–1.2, because the hit ratio depends on it more than on anything else.
 ZIPF_S = 1.1
 ZIPF_SWEEP = (0.9, 1.0, 1.1, 1.2)
-VARIANTS_PER_NAME = 200  # 249 sample names × 200 = 49,800 distinct item strings
+VARIANTS_PER_NAME = 200  # distinct item strings: every sample name in 200 size/pack variants
 BATCH_SIZES = (1, 8, 32, 64, 128)
 TAKE_ITEMS = 512  # items per take in the pure cache simulation (about what a 256-receipt take carries after dedup)
 TAKE_SIZES = (256, 1024, 4096)  # the demo default, the production value, and a larger one
@@ -585,6 +586,13 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     size = SIZES[args.size]
     result: dict = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "size": args.size, "machine": _machine()}
+    names_file = SAMPLE_ITEMS_PATH.read_bytes()
+    result["item_source"] = {
+        "file": str(SAMPLE_ITEMS_PATH.relative_to(REPO_ROOT)),
+        "names": len(load_item_names()),
+        "variants_per_name": VARIANTS_PER_NAME,
+        "sha256": hashlib.sha256(names_file).hexdigest()[:16],
+    }
     started = time.perf_counter()
     with LoadSampler() as load, tempfile.TemporaryDirectory() as directory:
         workdir = Path(directory)
