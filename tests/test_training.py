@@ -126,3 +126,13 @@ def test_deepspeed_configs_validate_and_the_entrypoint_builds_a_deepspeed_traine
     resolved = training_args.hf_deepspeed_config.config
     assert resolved["zero_optimization"]["stage"] == json.loads(config_path.read_text())["zero_optimization"]["stage"]
     DeepSpeedConfig(resolved)  # raises on unknown or inconsistent keys
+
+
+@pytest.fixture(autouse=True)
+def _forget_the_deepspeed_config():
+    """transformers keeps the last DeepSpeed config process-wide; left at ZeRO-3, every later
+    from_pretrained in the session runs under zero.Init and fails without the launcher's LOCAL_RANK."""
+    yield
+    from transformers.integrations.deepspeed import unset_hf_deepspeed_config
+
+    unset_hf_deepspeed_config()
