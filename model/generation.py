@@ -30,11 +30,21 @@ class _Deadline(StoppingCriteria):
         return torch.full((input_ids.shape[0],), self.expired, device=input_ids.device, dtype=torch.bool)
 
 
+# The small default model loops on strings it cannot read (`ведьведьведь…` up to max_new_tokens). Forbidding a
+# repeated 6-gram ends those rows. Measured 2026-12-01 on the default model (off → 6): answers that parse on
+# 300 real dfc2021 items 87% → 96%; held-out product 82% → 84%, category 84% → 87%, brand 46% → 46%; the 45
+# real benchmark items product 72% → 74%, category 71% → 76%; items/s up (looping rows no longer run to the
+# token limit). n=3 cost held-out product (→ 66%); n=8 parsed fewer real items (94%). The n-gram must stay
+# longer than what an answer legitimately repeats (the brand, in the name and in the brand field).
+NO_REPEAT_NGRAM_SIZE = 6
+
+
 class BatchGenerator:
     def __init__(self, loaded: LoadedModel, max_time_s: float | None = None) -> None:
         """``max_time_s`` bounds one ``generate`` call; past it the batch raises GenerationTimeout."""
         self._model = loaded.model
         self._max_time_s = max_time_s
+        self.no_repeat_ngram_size = NO_REPEAT_NGRAM_SIZE
         self._tokenizer = loaded.tokenizer
         self._device = loaded.device
         self.max_new_tokens = loaded.max_new_tokens
@@ -79,6 +89,7 @@ class BatchGenerator:
                 do_sample=False,
                 num_beams=1,
                 use_cache=True,
+                no_repeat_ngram_size=self.no_repeat_ngram_size,
                 pad_token_id=self._tokenizer.pad_token_id,
                 eos_token_id=self._tokenizer.eos_token_id,
                 stopping_criteria=StoppingCriteriaList([deadline] if deadline else []),
