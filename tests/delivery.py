@@ -1,6 +1,6 @@
-"""What the delivery tests (crash, rebalance, broker restart, hostile stream) share: a steady producer that
-remembers where every receipt landed, a reader of the output topics, the group's committed offsets, and
-condition waits. Everything talks to the real broker."""
+"""What the delivery tests (crash, rebalance, broker restart, hostile stream, end to end, security, backfill)
+share: a steady producer that remembers where every receipt landed, readers of the output topics, the group's
+committed offsets, and condition waits. Everything talks to the real broker."""
 
 from __future__ import annotations
 
@@ -20,6 +20,51 @@ from confluent_kafka.admin import AdminClient
 from app.samples import load_item_names, sample_receipt_event
 from app.topics import create_service_topics
 from tests.worker_process import WorkerProcess
+
+
+def read_topic(config: dict[str, object], topic: str, expected: int, timeout_s: float, linger_s: float = 3.0) -> list:
+    """Every record of ``topic`` from the beginning, once ``expected`` arrived (or ``timeout_s`` passed), plus
+    ``linger_s`` more: anything beyond ``expected`` is a duplicate and must be seen. ``config`` is a confluent
+    client config (bootstrap and security); the reader gets a group of its own."""
+    consumer = Consumer({**config, "group.id": f"reader-{uuid.uuid4()}", "auto.offset.reset": "earliest"})
+    consumer.subscribe([topic])
+    messages = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        while len(messages) < expected and time.monotonic() < deadline:
+            message = consumer.poll(0.5)
+            if message is not None and not message.error():
+                messages.append(message)
+        linger_until = time.monotonic() + linger_s
+        while time.monotonic() < linger_until:
+            message = consumer.poll(0.5)
+            if message is not None and not message.error():
+                messages.append(message)
+    finally:
+        consumer.close()
+    return messages
+
+
+def committed_at_end(
+    config: dict[str, object], group: str, topic: str, partitions: int, timeout_s: float
+) -> dict[int, tuple[int, int]]:
+    """(committed, high watermark) per partition, once they are equal everywhere or ``timeout_s`` passed."""
+    admin = AdminClient(config)
+    probe = Consumer({**config, "group.id": f"probe-{uuid.uuid4()}"})
+    deadline = time.monotonic() + timeout_s
+    try:
+        while True:
+            result = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)])[group].result(30)
+            committed = {tp.partition: tp.offset for tp in result.topic_partitions if tp.topic == topic}
+            positions = {
+                p: (committed.get(p, -1), probe.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1])
+                for p in range(partitions)
+            }
+            if all(c == h for c, h in positions.values()) or time.monotonic() > deadline:
+                return positions
+            time.sleep(1)
+    finally:
+        probe.close()
 
 
 def wait_until(condition: Callable[[], bool], timeout_s: float, what: str, poll_s: float = 0.5) -> None:

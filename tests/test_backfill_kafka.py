@@ -30,6 +30,7 @@ from app.backfill_plan import EXIT_INTERRUPTED, decode_metadata, default_group, 
 from app.samples import load_item_names, sample_receipt_event
 from app.topics import create_topics
 from schemas.events import DeadLetter, EnrichedTransaction
+from tests.delivery import read_topic
 from tests.worker_process import OFFLINE_ENV, REPO_ROOT, WorkerProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.model]
@@ -111,28 +112,6 @@ def _expected_window(produced: list[Produced]) -> tuple[set[str], int, int]:
             else:
                 event_ids.add(record.event_id)
     return event_ids, bad, out_of_window
-
-
-def _read(bootstrap: str, topic: str, expected: int, timeout_s: float) -> list:
-    consumer = Consumer(
-        {"bootstrap.servers": bootstrap, "group.id": f"reader-{uuid.uuid4()}", "auto.offset.reset": "earliest"}
-    )
-    consumer.subscribe([topic])
-    messages = []
-    deadline = time.monotonic() + timeout_s
-    try:
-        while len(messages) < expected and time.monotonic() < deadline:
-            message = consumer.poll(0.5)
-            if message is not None and not message.error():
-                messages.append(message)
-        linger = time.monotonic() + 3  # anything beyond `expected` is a duplicate and must be seen
-        while time.monotonic() < linger:
-            message = consumer.poll(0.5)
-            if message is not None and not message.error():
-                messages.append(message)
-    finally:
-        consumer.close()
-    return messages
 
 
 def _group_offsets(bootstrap: str, group: str, topic: str) -> dict[int, tuple[int, str]]:
@@ -240,7 +219,7 @@ def test_backfill_replays_exactly_the_window_once_beside_the_live_worker_and_res
     receipts_total = sum(1 for p in produced if p.event_id)
     worker = WorkerProcess(env, tmp_path / "worker.log").start()
     try:
-        live = _transactions(_read(kafka_bootstrap, topics["enriched"], receipts_total, timeout_s=600))
+        live = _transactions(read_topic({"bootstrap.servers": kafka_bootstrap}, topics["enriched"], receipts_total, timeout_s=600))
         highs = _high_watermarks(kafka_bootstrap, topics["receipts"])
         live_offsets = _wait_for(
             lambda: (o := _group_offsets(kafka_bootstrap, live_group, topics["receipts"]))
@@ -266,7 +245,7 @@ def test_backfill_replays_exactly_the_window_once_beside_the_live_worker_and_res
             str(window_bad),
             str(out_of_window),
         )
-        backfilled = _transactions(_read(kafka_bootstrap, topics["bf-a"], len(window_ids), timeout_s=60))
+        backfilled = _transactions(read_topic({"bootstrap.servers": kafka_bootstrap}, topics["bf-a"], len(window_ids), timeout_s=60))
         assert set(backfilled) == window_ids
         for event_id, (key, transaction, document) in backfilled.items():
             live_key, live_transaction, live_document = live[event_id]
@@ -276,7 +255,7 @@ def test_backfill_replays_exactly_the_window_once_beside_the_live_worker_and_res
             assert transaction.receipt == live_transaction.receipt
             assert [i.raw_name for i in transaction.items] == [i.raw_name for i in live_transaction.items]
             assert transaction.model == live_transaction.model
-        letters = _read(kafka_bootstrap, topics["bf-a-dlq"], window_bad, timeout_s=30)
+        letters = read_topic({"bootstrap.servers": kafka_bootstrap}, topics["bf-a-dlq"], window_bad, timeout_s=30)
         assert len(letters) == window_bad
         assert DeadLetter.model_validate_json(letters[0].value()).source.topic == topics["receipts"]
 
@@ -307,7 +286,7 @@ def test_backfill_replays_exactly_the_window_once_beside_the_live_worker_and_res
         unfinished = sorted(set(range(PARTITIONS)) - set(finished))
         assert finished and unfinished, offsets
         assert any(decode_metadata(offsets[p][1])[1] < offsets[p][0] for p in unfinished), offsets  # one part-way
-        first_part = _transactions(_read(kafka_bootstrap, topics["bf-b"], len(window_ids), timeout_s=10))
+        first_part = _transactions(read_topic({"bootstrap.servers": kafka_bootstrap}, topics["bf-b"], len(window_ids), timeout_s=10))
         assert first_part.keys() < window_ids  # stopped midway, nothing beyond the window
 
         resumed = BackfillProcess(env, resumable, tmp_path / "bf-b-2.log")
@@ -318,7 +297,7 @@ def test_backfill_replays_exactly_the_window_once_beside_the_live_worker_and_res
         }
         assert sorted(todo) == unfinished  # no finished partition is read again
         assert all(todo[p] == offsets[p][0] for p in unfinished)  # the others continue at their commit
-        assert set(_transactions(_read(kafka_bootstrap, topics["bf-b"], len(window_ids), timeout_s=60))) == window_ids
+        assert set(_transactions(read_topic({"bootstrap.servers": kafka_bootstrap}, topics["bf-b"], len(window_ids), timeout_s=60))) == window_ids
         final = _group_offsets(kafka_bootstrap, job_group, topics["receipts"])
         assert all(final[p][0] == ends[p] for p in range(PARTITIONS))
 
@@ -349,7 +328,7 @@ def test_backfill_replays_exactly_the_window_once_beside_the_live_worker_and_res
         # The live consumer never noticed: same committed offsets, nothing extra on its output topic.
         assert _group_offsets(kafka_bootstrap, live_group, topics["receipts"]) == live_offsets
         assert (
-            len(_transactions(_read(kafka_bootstrap, topics["enriched"], receipts_total + 1, timeout_s=5)))
+            len(_transactions(read_topic({"bootstrap.servers": kafka_bootstrap}, topics["enriched"], receipts_total + 1, timeout_s=5)))
             == receipts_total
         )
         assert worker.running, worker.log_text()[-3000:]

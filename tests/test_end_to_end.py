@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import base64
 import random
-import time
 import uuid
 
 import orjson
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient
+from confluent_kafka import Producer
 
 from app.samples import load_item_names, sample_receipt_event
 from app.topics import create_service_topics
 from schemas.events import DeadLetter, EnrichedTransaction
 from schemas.taxonomy import load_taxonomy
+from tests.delivery import committed_at_end, read_topic
 from tests.worker_process import WorkerProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.model]
@@ -58,51 +57,6 @@ def _malformed_messages(rng: random.Random) -> list[tuple[str, bytes]]:
     ]
 
 
-def _read_all(bootstrap: str, topic: str, expected: int, timeout_s: float) -> list:
-    consumer = Consumer(
-        {"bootstrap.servers": bootstrap, "group.id": f"reader-{uuid.uuid4()}", "auto.offset.reset": "earliest"}
-    )
-    consumer.subscribe([topic])
-    messages = []
-    deadline = time.monotonic() + timeout_s
-    try:
-        while len(messages) < expected and time.monotonic() < deadline:
-            message = consumer.poll(0.5)
-            if message is not None and not message.error():
-                messages.append(message)
-        # Linger briefly: anything beyond `expected` would be a duplicate and must be seen.
-        end = time.monotonic() + 3
-        while time.monotonic() < end:
-            message = consumer.poll(0.5)
-            if message is not None and not message.error():
-                messages.append(message)
-    finally:
-        consumer.close()
-    return messages
-
-
-def _committed_reaches_end(bootstrap: str, group: str, topic: str, timeout_s: float) -> dict[int, tuple[int, int]]:
-    """Wait until the group's committed offset equals the high watermark on every partition."""
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    probe = Consumer({"bootstrap.servers": bootstrap, "group.id": f"probe-{uuid.uuid4()}"})
-    deadline = time.monotonic() + timeout_s
-    try:
-        while True:
-            from confluent_kafka import ConsumerGroupTopicPartitions
-
-            result = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)])[group].result()
-            committed = {tp.partition: tp.offset for tp in result.topic_partitions if tp.topic == topic}
-            positions = {}
-            for partition in range(PARTITIONS):
-                _low, high = probe.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
-                positions[partition] = (committed.get(partition, -1), high)
-            if all(c == h for c, h in positions.values()) or time.monotonic() > deadline:
-                return positions
-            time.sleep(1)
-    finally:
-        probe.close()
-
-
 def test_valid_receipts_are_enriched_exactly_once_and_malformed_ones_go_to_the_dlq(kafka_bootstrap, default_model, tmp_path):
     run = uuid.uuid4().hex[:8]
     topics = {"input": f"receipts-{run}", "output": f"enriched-{run}", "dlq": f"dlq-{run}"}
@@ -141,9 +95,9 @@ def test_valid_receipts_are_enriched_exactly_once_and_malformed_ones_go_to_the_d
         tmp_path / "worker.log",
     ).start()
     try:
-        outputs = _read_all(kafka_bootstrap, topics["output"], VALID_RECEIPTS, timeout_s=600)
-        letters = _read_all(kafka_bootstrap, topics["dlq"], len(malformed), timeout_s=60)
-        offsets = _committed_reaches_end(kafka_bootstrap, group, topics["input"], timeout_s=60)
+        outputs = read_topic({"bootstrap.servers": kafka_bootstrap}, topics["output"], VALID_RECEIPTS, timeout_s=600)
+        letters = read_topic({"bootstrap.servers": kafka_bootstrap}, topics["dlq"], len(malformed), timeout_s=60)
+        offsets = committed_at_end({"bootstrap.servers": kafka_bootstrap}, group, topics["input"], PARTITIONS, timeout_s=60)
     finally:
         exit_code = worker.stop()
     log = worker.log_text()

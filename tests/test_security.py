@@ -16,12 +16,11 @@ import uuid
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartition
-from confluent_kafka.admin import AdminClient
 
 from app.settings import Settings
 from app.topics import create_topics
 from schemas.events import DeadLetter, EnrichedTransaction, ReceiptEvent
+from tests.delivery import committed_at_end, read_topic
 from tests.tls_broker import SecureKafka
 from tests.tls_certs import make_certificates
 from tests.worker_process import OFFLINE_ENV, REPO_ROOT, WorkerProcess
@@ -55,52 +54,12 @@ def _cli(env: dict[str, str], *args: str, timeout_s: float = 120) -> subprocess.
     )
 
 
-def _read(settings: Settings, topic: str, expected: int, timeout_s: float) -> list:
-    """Every record of topic (through the secure listener) once `expected` arrived, plus a short linger for extras."""
-    consumer = Consumer({**settings.consumer_config(f"reader-{uuid.uuid4()}"), "auto.offset.reset": "earliest"})
-    consumer.subscribe([topic])
-    messages = []
-    deadline = time.monotonic() + timeout_s
-    linger_until = None
-    try:
-        while time.monotonic() < deadline:
-            if len(messages) >= expected:
-                linger_until = linger_until or time.monotonic() + 3
-                if time.monotonic() > linger_until:
-                    break
-            message = consumer.poll(0.5)
-            if message is not None and not message.error():
-                messages.append(message)
-    finally:
-        consumer.close()
-    return messages
-
-
-def _committed_at_end(settings: Settings, group: str, topic: str, timeout_s: float) -> dict[int, tuple[int, int]]:
-    admin = AdminClient(settings.admin_config())
-    probe = Consumer(settings.consumer_config(f"probe-{uuid.uuid4()}"))
-    deadline = time.monotonic() + timeout_s
-    try:
-        while True:
-            result = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)])[group].result()
-            committed = {tp.partition: tp.offset for tp in result.topic_partitions if tp.topic == topic}
-            positions = {
-                p: (committed.get(p, -1), probe.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1])
-                for p in range(PARTITIONS)
-            }
-            if all(c == h for c, h in positions.values()) or time.monotonic() > deadline:
-                return positions
-            time.sleep(1)
-    finally:
-        probe.close()
-
-
 def _run_worker(env: dict[str, str], log: Path, settings: Settings, topics: dict[str, str], receipts: int) -> tuple:
     worker = WorkerProcess(env, log).start()
     try:
-        outputs = _read(settings, topics["output"], receipts, timeout_s=300)
-        letters = _read(settings, topics["dlq"], MALFORMED, timeout_s=60)
-        offsets = _committed_at_end(settings, env["ENRICHER_GROUP_ID"], topics["input"], timeout_s=60)
+        outputs = read_topic(settings.consumer_config("reader"), topics["output"], receipts, timeout_s=300)
+        letters = read_topic(settings.consumer_config("reader"), topics["dlq"], MALFORMED, timeout_s=60)
+        offsets = committed_at_end({**settings.admin_config()}, env["ENRICHER_GROUP_ID"], topics["input"], PARTITIONS, timeout_s=60)
     finally:
         exit_code = worker.stop(signal.SIGTERM)
     return outputs, letters, offsets, exit_code, worker.log_text()
@@ -172,7 +131,7 @@ def test_worker_and_tools_work_over_sasl_ssl_and_mtls_and_their_logs_leak_nothin
     assert all(c == h for c, h in offsets.values()), offsets
     assert len(letters) == MALFORMED  # the second worker re-published none of the first one's dead letters
 
-    inputs = _read(sasl_settings, topics["input"], FIRST_BATCH + SECOND_BATCH + MALFORMED, timeout_s=60)
+    inputs = read_topic(sasl_settings.consumer_config("reader"), topics["input"], FIRST_BATCH + SECOND_BATCH + MALFORMED, timeout_s=60)
     receipts = {}
     for message in inputs:
         try:
@@ -205,7 +164,7 @@ def test_worker_and_tools_work_over_sasl_ssl_and_mtls_and_their_logs_leak_nothin
     )
     assert backfill.returncode == 0, backfill.stderr[-3000:]
     assert f"receipts={FIRST_BATCH + SECOND_BATCH} " in backfill.stdout and f"dead_letters={MALFORMED} " in backfill.stdout
-    replayed = _read(sasl_settings, backfill_topics[0], FIRST_BATCH + SECOND_BATCH, timeout_s=60)
+    replayed = read_topic(sasl_settings.consumer_config("reader"), backfill_topics[0], FIRST_BATCH + SECOND_BATCH, timeout_s=60)
     assert sorted(EnrichedTransaction.model_validate_json(m.value()).event_id for m in replayed) == sorted(receipts)
     info_logs.append(backfill.stderr)
     all_logs += info_logs + [debug_log, plain_log]
