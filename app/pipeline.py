@@ -73,8 +73,12 @@ class PreparedTake:
     started_at: datetime
     valid: list[tuple[InMessage, ReceiptEvent]]
     dead_letters: list[tuple[InMessage, OutRecord]]
-    items: int
+    texts: list[str]  # the model text of every line item, in receipt order
     plan: AnswerPlan
+
+    @property
+    def items(self) -> int:
+        return len(self.texts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,7 +142,7 @@ class Pipeline:
         plan = plan_answers(texts, self._cache, self._count_tokens, self._limits)
         if self._metrics is not None:
             self._metrics.take_started(len(texts))
-        return PreparedTake(started_at=now, valid=valid, dead_letters=dead_letters, items=len(texts), plan=plan)
+        return PreparedTake(started_at=now, valid=valid, dead_letters=dead_letters, texts=texts, plan=plan)
 
     async def enrich(self, prepared: PreparedTake) -> EnrichmentOutcome:
         return await self._run_model(prepared)
@@ -169,7 +173,7 @@ class Pipeline:
         self._metrics.take_published(
             input_topic=messages[0].topic if messages else "",
             timestamps_ms=[message.timestamp_ms for message in messages],
-            texts=[model_text(item.name) for _, event in prepared.valid for item in event.receipt.items],
+            texts=prepared.texts,
             answers=outcome.answers,
             generated=len(set(prepared.plan.aliases.values())) - outcome.cached_items - outcome.failed_items,
             enriched=len(prepared.valid) - refused_transactions,
