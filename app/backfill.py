@@ -101,7 +101,7 @@ def run_backfill(settings: Settings, request: BackfillRequest) -> BackfillSummar
         for partition, scope in sorted(resume.todo.items()):
             log.info("partition_todo partition=%d from=%d end=%d", partition, scope.start, scope.end)
         if resume.todo:
-            from app.worker import build_pipeline  # imports torch: only a job with work to do pays for it
+            from app.worker import build_pipeline, freeze_loaded_heap  # imports torch: only a job with work to do pays for it
 
             if settings.torch_threads:
                 import torch
@@ -112,6 +112,7 @@ def run_backfill(settings: Settings, request: BackfillRequest) -> BackfillSummar
                     update={"output_topic": spec.output_topic, "dlq_topic": spec.dlq_topic, "group_id": request.group}
                 )
             )
+            freeze_loaded_heap()
             try:
                 job = _Replay(
                     consumer, pipeline, spec, fingerprint, resume, throttle, settings.take_max_events, summary

@@ -6,6 +6,7 @@ acked. The model stage runs one take at a time, in take order; everything else o
     take N-1:  publish, ack
     take N:    enrich (model thread) .........
     take N+1:  prepare (decode, validate, cache lookup, tokenize, plan), then wait for the model
+    take N+2:  collected by the agent's loop while take N+1 is prepared
 
 Rules that keep the delivery order of app/pipeline.py:
   - a take is published only after the take before it is published and acked, so acks are in
@@ -15,8 +16,13 @@ Rules that keep the delivery order of app/pipeline.py:
   - the first failure stops the line: that take and every later one are never acked, even if a
     later take was already published (at-least-once: the replay may duplicate, never lose), and
     ``on_failure`` is called once.
-At most one prepared take waits for the model and at most MAX_UNACKED takes are in flight (a slow broker
-holds the line instead of piling up model output), so memory and the replay after a crash stay bounded.
+``submit`` starts a take's prepare stage and returns as soon as the take before it has left the
+model, without waiting for the prepare: the loop collects the next take from Kafka meanwhile
+(awaiting the prepare there serialized collecting and preparing, a quarter of the zero-cost rate).
+So besides the take in the model at most one take is being prepared or waits for the model, and at
+most MAX_UNACKED takes are in flight (a slow broker holds the line instead of piling up model output):
+memory and the replay after a crash stay bounded. A prepare that fails stops the line like any
+other stage; the next ``submit`` (or ``drain``) raises LineStopped.
 No Kafka and no Faust here: the agent passes the callbacks, tests drive it with plain coroutines.
 """
 
@@ -73,25 +79,20 @@ class OverlappedTakes(Generic[M, T, P, O, R]):
         self.failure: BaseException | None = None
 
     async def submit(self, messages: Sequence[M], token: T) -> None:
-        """Prepare a take and queue it for the model; returns once the take before it has left the model.
+        """Start preparing a take and queue it for the model; returns once the take before it has left the model.
 
         ``token`` is handed back to ``on_done`` (the agent passes the Faust events to ack).
-        Raises LineStopped once any take has failed.
+        Raises LineStopped once any take has failed, this one's prepare included.
         """
-        self._raise_if_stopped()
-        try:
-            prepared = await self._stages.prepare(messages)
-        except Exception as error:
-            await self._fail(error)
-            raise
         self._raise_if_stopped()
         model_before, done_before = self._model_free, self._last_done
         model_free = asyncio.Event()
-        task = asyncio.create_task(self._complete(prepared, token, model_before, done_before, model_free))
+        # The prepare runs in the task, not here: the loop goes back to collecting the next take meanwhile.
+        task = asyncio.create_task(self._complete(messages, token, model_before, done_before, model_free))
         self._tasks.append(task)
         self._model_free, self._last_done = model_free, task
         if model_before is not None:
-            # Waiting here, not in the task, is what bounds the queue to one prepared take.
+            # Waiting here, not in the task, is what bounds the queue to one take beside the model.
             await model_before.wait()
         while self._forget_done() > MAX_UNACKED:
             await asyncio.wait([self._tasks[0]])
@@ -110,7 +111,7 @@ class OverlappedTakes(Generic[M, T, P, O, R]):
 
     async def _complete(
         self,
-        prepared: P,
+        messages: Sequence[M],
         token: T,
         model_before: asyncio.Event | None,
         done_before: asyncio.Task[None] | None,
@@ -118,6 +119,7 @@ class OverlappedTakes(Generic[M, T, P, O, R]):
     ) -> None:
         try:
             try:
+                prepared = await self._stages.prepare(messages)
                 if model_before is not None:
                     await model_before.wait()
                 if self.failure is not None:

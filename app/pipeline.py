@@ -27,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from app.assembler import assemble, model_text
+from app.assembler import encode_transaction, model_text
 from app.batcher import BatchLimits
 from app.cache import AnswerCache
 from app.dead_letter import dead_letter
@@ -150,9 +150,11 @@ class Pipeline:
     async def publish(self, prepared: PreparedTake, outcome: EnrichmentOutcome) -> TakeResult:
         outputs = list(prepared.dead_letters)
         enriched_at = datetime.now(UTC)
+        texts = iter(prepared.texts)  # in the order of the valid receipts' items
+        output, answers, identity = self._topics.output, outcome.answers, self._identity
         for message, event in prepared.valid:
-            transaction = assemble(event, outcome.answers, self._identity, enriched_at)
-            outputs.append((message, OutRecord(self._topics.output, message.key, transaction.model_dump_json().encode())))
+            value = encode_transaction(event, texts, answers, identity, enriched_at)
+            outputs.append((message, OutRecord(output, message.key, value)))
 
         rejected = await self._publisher.publish([record for _, record in outputs])
         if rejected:

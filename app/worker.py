@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 
 import faust
@@ -80,6 +81,16 @@ def build_cache(settings: Settings, model_version: str, taxonomy: Taxonomy) -> A
     return AnswerCache(model_version, taxonomy, LruStore(settings.cache_max_entries), shared)
 
 
+def freeze_loaded_heap() -> None:
+    """Move everything loaded so far (model, tokenizer, taxonomy, libraries) out of the collector's reach.
+
+    It lives as long as the process, yet every full collection walked it again while takes churned
+    through short-lived objects; in the zero-cost benchmark collections took about 1.4 s of a 7 s run.
+    """
+    gc.collect()
+    gc.freeze()
+
+
 def run_worker(settings: Settings) -> None:
     if settings.torch_threads:
         import torch
@@ -95,6 +106,7 @@ def run_worker(settings: Settings) -> None:
     lag.start()
     try:
         pipeline = build_pipeline(settings, metrics)
+        freeze_loaded_heap()
         health.model_ready()
         app = create_app(settings, pipeline, health)
         worker = faust.Worker(app, loglevel=settings.log_level, redirect_stdouts=False, override_logging=False)

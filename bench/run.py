@@ -7,7 +7,8 @@ Writes bench/results/<size>.json (the machine, the date, the load average during
   padding waste; merged vs unmerged adapter and float32 vs bfloat16 at batch 32;
 - pipeline: receipts through the real broker and the real worker with a zero-cost enricher, in line
   items/s, next to a raw confluent-kafka consume+produce loop on the same broker in the same run,
-  and the fill of the batches the enricher was given;
+  the fill of the batches the enricher was given, and the same agent with empty stages (what Faust
+  itself allows);
 - latency: produce → enriched percentiles with the real worker and model at a stated light load.
 Every stream is the same kind: receipts whose items are drawn from a Zipf distribution (below).
 Timings depend on the machine and its load; the small size exists so CI keeps this command working.
@@ -428,21 +429,23 @@ def _stop(worker: subprocess.Popen) -> int:
         return worker.wait(10)
 
 
-def _zero_cost_run(bootstrap: str, messages: list[tuple[bytes, bytes]], take_max_events: int, workdir: Path) -> dict:
+def _zero_cost_run(
+    bootstrap: str, messages: list[tuple[bytes, bytes]], take_max_events: int, workdir: Path, module: str = "bench.zero_cost_worker"
+) -> dict:
     """A warm zero-cost worker (group joined, first receipt out) gets the whole backlog at once.
 
     Timed from the start of producing the backlog (under a second of the run) to the last output record,
     so the first take's processing is included, however large the take.
     """
-    run = f"pipe-{uuid.uuid4().hex[:6]}-take{take_max_events}"
+    run = f"pipe-{uuid.uuid4().hex[:6]}-{module.rsplit('.', 1)[-1]}-take{take_max_events}"
     topics = _topics(bootstrap, run)
-    stats_path = workdir / f"zero_cost_stats_{take_max_events}.json"
-    log_path = workdir / f"zero_cost_worker_{take_max_events}.log"
+    stats_path = workdir / f"{run}_stats.json"
+    log_path = workdir / f"{run}.log"
     env = _worker_env(bootstrap, topics, f"bench-{run}", workdir / "faust")
     env["ENRICHER_TAKE_MAX_EVENTS"] = str(take_max_events)
     with log_path.open("wb") as log:
         worker = subprocess.Popen(
-            [sys.executable, "-m", "bench.zero_cost_worker", "--stats", str(stats_path)],
+            [sys.executable, "-m", module, *(["--stats", str(stats_path)] if module == "bench.zero_cost_worker" else [])],
             cwd=REPO_ROOT,
             env=env,
             stdout=log,
@@ -475,6 +478,7 @@ def _zero_cost_run(bootstrap: str, messages: list[tuple[bytes, bytes]], take_max
         "batch_fill_mean": round(statistics.fmean(sizes) / limit, 3) if sizes else None,
         "full_batch_share": round(sum(1 for n in sizes if n == limit) / len(sizes), 3) if sizes else None,
         "cache": stats["cache"],
+        "garbage_collections": stats.get("garbage_collections"),
     }
 
 
@@ -494,6 +498,8 @@ def bench_pipeline(bootstrap: str, receipts: int, workdir: Path) -> dict:
         run["ratio_to_raw"] = round(run["items_per_s"] / raw_items_per_s, 3)
         by_take[str(take)] = run
     headline = by_take[str(PRODUCTION_TAKE)]
+    passthrough = _zero_cost_run(bootstrap, messages, PRODUCTION_TAKE, workdir, module="bench.passthrough_worker")
+    passthrough_items_per_s = passthrough["receipts_per_s"] * items_per_receipt
     return {
         "receipts": receipts,
         "items": items,
@@ -502,13 +508,18 @@ def bench_pipeline(bootstrap: str, receipts: int, workdir: Path) -> dict:
         "take_max_events": PRODUCTION_TAKE,
         "pipeline_items_per_s": headline["items_per_s"],
         "ratio_pipeline_to_raw": headline["ratio_to_raw"],
+        "passthrough_items_per_s": round(passthrough_items_per_s, 1),
+        "ratio_passthrough_to_raw": round(passthrough_items_per_s / raw_items_per_s, 3),
+        "ratio_pipeline_to_passthrough": round(headline["items_per_s"] / passthrough_items_per_s, 3),
         "batch_fill_mean": headline["batch_fill_mean"],
         "by_take_max_events": by_take,
         "note": (
             "each worker is warm (group joined, one receipt out) before the whole backlog is produced to its input "
             "topic at once (sustained load); its rate runs from the start of that produce to the last output record "
             "timestamp. The raw loop copies the same messages (acks=all, idempotent, committed per batch), timed "
-            f"from its first consumed message. Headline figures at ENRICHER_TAKE_MAX_EVENTS={PRODUCTION_TAKE} (deploy/README.md)"
+            f"from its first consumed message. Headline figures at ENRICHER_TAKE_MAX_EVENTS={PRODUCTION_TAKE} (deploy/README.md). "
+            "passthrough: the same agent, overlap and publisher with empty stages, each receipt's bytes copied "
+            "(bench/passthrough_worker.py): the ceiling Faust sets, timed the same way"
         ),
     }
 

@@ -2,15 +2,17 @@
 
 Used by bench/run.py to measure pipeline overhead: ``python -m bench.zero_cost_worker [--stats PATH]``
 with the usual ENRICHER_* settings. ``--stats`` writes the sizes of the batches the enricher was
-given (the batch fill) when the worker stops.
+given (the batch fill) and the time spent in garbage collection when the worker stops.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import logging
 import sys
+import time
 from pathlib import Path
 
 import faust
@@ -21,6 +23,7 @@ from app.cache import AnswerCache, LruStore
 from app.pipeline import Pipeline, Topics
 from app.publisher import Publisher
 from app.settings import Settings
+from app.worker import freeze_loaded_heap
 from model.parser import ParsedAnswer
 from schemas.events import ItemStatus, ModelIdentity
 from schemas.taxonomy import load_taxonomy
@@ -59,6 +62,18 @@ def main(argv: list[str] | None = None) -> None:
         cache=cache,
     )
     app = create_app(settings, pipeline)
+    freeze_loaded_heap()  # as app/worker.py does once the model is loaded
+    collections = {"count": 0, "seconds": 0.0}
+    started = [0.0]
+
+    def time_collections(phase: str, _info: dict) -> None:
+        if phase == "start":
+            started[0] = time.perf_counter()
+        else:
+            collections["count"] += 1
+            collections["seconds"] += time.perf_counter() - started[0]
+
+    gc.callbacks.append(time_collections)
     try:
         faust.Worker(app, loglevel=settings.log_level, redirect_stdouts=False, override_logging=False).execute_from_commandline()
     finally:
@@ -67,6 +82,7 @@ def main(argv: list[str] | None = None) -> None:
             stats = {
                 "batch_sizes": batch_sizes,
                 "batch_max_items": settings.batch_max_items,
+                "garbage_collections": {"count": collections["count"], "seconds": round(collections["seconds"], 3)},
                 "cache": {"hits_local": cache.hits_local, "hits_shared": cache.hits_shared, "misses": cache.misses},
             }
             args.stats.write_text(json.dumps(stats), encoding="utf-8")

@@ -1,29 +1,116 @@
 import random
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 
-from app.assembler import assemble, model_text
-from app.samples import sample_receipt_event
-from model.parser import parse_answer
-from schemas.events import ModelIdentity
+import orjson
+import pytest
+
+from app.assembler import encode_transaction, model_text
+from app.samples import load_item_names, sample_receipt_event
+from model.parser import ParsedAnswer, parse_answer
+from schemas.events import (
+    CategoryRef,
+    EnrichedItem,
+    EnrichedTransaction,
+    ItemStatus,
+    ModelIdentity,
+    ReceiptEvent,
+    ReceiptSummary,
+)
 from schemas.taxonomy import load_taxonomy
 
 TAXONOMY = load_taxonomy()
 IDENTITY = ModelIdentity(base_model="base", adapter="adapter", version="v1")
 
 
+def _with_names(event: ReceiptEvent, names: list[str]) -> ReceiptEvent:
+    template = event.receipt.items[0]
+    items = [template.model_copy(update={"name": n}) for n in names]
+    return event.model_copy(update={"receipt": event.receipt.model_copy(update={"items": items})})
+
+
+def _encode(event: ReceiptEvent, answers, model=IDENTITY, enriched_at=None) -> bytes:
+    texts = iter([model_text(item.name) for item in event.receipt.items])
+    return encode_transaction(event, texts, answers, model, enriched_at or datetime.now(UTC))
+
+
+def _through_the_contract(event: ReceiptEvent, answers, model: ModelIdentity, enriched_at: datetime) -> bytes:
+    """The same transaction built field by field through the pydantic output models."""
+    receipt = event.receipt
+    items = []
+    for position, item in enumerate(receipt.items, start=1):
+        answer = answers[model_text(item.name)]
+        items.append(
+            EnrichedItem(
+                position=position, raw_name=item.name, price=item.price, quantity=item.quantity, sum=item.sum,
+                normalized_name=answer.normalized_name, product=answer.product, brand=answer.brand,
+                category=CategoryRef(id=answer.category.id, name=answer.category.name), status=answer.status,
+            )
+        )
+    summary = ReceiptSummary(
+        fiscal_drive_number=receipt.fiscalDriveNumber, fiscal_document_number=receipt.fiscalDocumentNumber,
+        fiscal_sign=receipt.fiscalSign, kkt_reg_id=receipt.kktRegId, date_time=receipt.dateTime,
+        total_sum=receipt.totalSum, seller=receipt.user, seller_inn=receipt.userInn,
+        operation_type=receipt.operationType,
+    )
+    transaction = EnrichedTransaction(
+        event_id=event.event_id, client_id=event.client_id, received_at=event.received_at,
+        enriched_at=enriched_at, receipt=summary, items=items, model=model,
+    )
+    return transaction.model_dump_json().encode()
+
+
 def test_receipt_is_reassembled_in_its_original_order_with_every_field():
     names = ["ХЛЕБ БОРОД 300Г", "СОК СОЧН ДОЛ ПЕРСИК ЯБЛ 1,93Л", "ХЛЕБ БОРОД 300Г", "БАНАНЫ ВЕС"]
-    event = sample_receipt_event(random.Random(1), names, 0, max_items=1)
-    event = event.model_copy(
-        update={"receipt": event.receipt.model_copy(update={"items": [event.receipt.items[0].model_copy(update={"name": n}) for n in names]})}
-    )
+    event = _with_names(sample_receipt_event(random.Random(1), names, 0, max_items=1), names)
     answers = {
         model_text(n): parse_answer(f"{n.title()}##{n.split()[0].title()}##-##Другое", n, TAXONOMY) for n in set(names)
     }
-    enriched = assemble(event, answers, IDENTITY, datetime.now(UTC))
+    enriched = EnrichedTransaction.model_validate_json(_encode(event, answers))
     assert [i.position for i in enriched.items] == [1, 2, 3, 4]
     assert [i.raw_name for i in enriched.items] == names
     assert enriched.items[1].product == "Сок"
     assert enriched.event_id == event.event_id and enriched.client_id == event.client_id
     assert enriched.receipt.total_sum == event.receipt.totalSum
     assert enriched.model == IDENTITY
+
+
+@pytest.mark.parametrize(
+    "received_at",
+    [
+        datetime(2026, 12, 1, 10, 0, tzinfo=UTC),
+        datetime(2026, 12, 1, 10, 0, 0, 120, tzinfo=UTC),
+        datetime(2026, 12, 1, 13, 0, 5, 999999, tzinfo=timezone(timedelta(hours=3))),
+        datetime(2026, 12, 1, 1, 0, tzinfo=timezone(timedelta(hours=-9, minutes=-30))),
+        datetime(2026, 12, 1, 10, 0),  # naive: kept naive, as the producer sent it
+    ],
+)
+def test_the_bytes_are_exactly_what_the_pydantic_contract_serializes(received_at):
+    rng = random.Random(7)
+    names = load_item_names()
+    taxonomy_categories = list(TAXONOMY.categories)
+    model = ModelIdentity(base_model="/models/llama «3»", adapter=None, version="v\u00e92")
+    for index in range(200):
+        event = sample_receipt_event(rng, names, index).model_copy(update={"received_at": received_at})
+        quirks = ['Сок "Добрый" \\ 1л', "tab\there", "emoji 🍏 яблоко", "x" * 400]
+        if index % 4 == 0:
+            event = _with_names(event, [item.name for item in event.receipt.items] + [rng.choice(quirks)])
+        answers = {}
+        for item in event.receipt.items:
+            text = model_text(item.name)
+            answers[text] = ParsedAnswer(
+                normalized_name=text.title(),
+                product=rng.choice([None, "Сок", 'Хлеб "Бородинский"']),
+                brand=rng.choice([None, "Сочная Долина", "Ёлки\u2028Палки"]),
+                category=rng.choice(taxonomy_categories),
+                status=rng.choice(list(ItemStatus)),
+            )
+        enriched_at = datetime(2026, 12, 1, 10, 0, 1, rng.randrange(10**6), tzinfo=UTC)
+        ours = _encode(event, answers, model, enriched_at)
+        assert ours == _through_the_contract(event, answers, model, enriched_at)
+        assert orjson.loads(ours)["items"][0]["position"] == 1
+
+
+def test_an_item_without_an_answer_is_a_key_error_not_a_silent_gap():
+    event = sample_receipt_event(random.Random(2), ["ХЛЕБ БОРОД 300Г"], 0, max_items=1)
+    with pytest.raises(KeyError):
+        _encode(event, {})

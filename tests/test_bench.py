@@ -93,6 +93,11 @@ def test_the_pipeline_section_saw_every_receipt_at_every_take_size(small_run):
         assert run["cache"]["misses"] >= run["enricher_items"]  # every generated item was a miss first
     headline = runs[str(pipeline["take_max_events"])]
     assert pipeline["pipeline_items_per_s"] == headline["items_per_s"]
+    assert headline["garbage_collections"]["count"] >= 0 and headline["garbage_collections"]["seconds"] >= 0
+    assert _positive(pipeline["passthrough_items_per_s"])
+    assert pipeline["ratio_pipeline_to_passthrough"] == pytest.approx(
+        pipeline["pipeline_items_per_s"] / pipeline["passthrough_items_per_s"], abs=0.002
+    )
 
 
 def test_the_latency_section_measured_every_receipt_in_order(small_run):

@@ -16,13 +16,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from app.assembler import assemble, model_text
+from app.assembler import encode_transaction, model_text
 from app.dead_letter import dead_letter
 from app.enrichment import fallback_answer
 from app.samples import load_item_names, sample_receipt_event
 from app.validation import MAX_EVENT_BYTES, InvalidEvent, decode_event
 from model.prompt import FIELD_SEPARATOR, MAX_RAW_CHARS, PROMPT_SUFFIX, build_prompt
-from schemas.events import MAX_KOPECKS, DeadLetter, ModelIdentity
+from schemas.events import MAX_KOPECKS, DeadLetter, EnrichedTransaction, ModelIdentity
 from schemas.taxonomy import load_taxonomy
 
 TAXONOMY = load_taxonomy()
@@ -65,7 +65,7 @@ def route(value: bytes) -> str:
         assert FIELD_SEPARATOR not in text and "\n" not in text and len(text) <= MAX_RAW_CHARS
         assert prompt.endswith(PROMPT_SUFFIX) and prompt.count("\n") == 1
     answers = {text: fallback_answer(text, TAXONOMY) for text in texts}
-    assemble(event, answers, IDENTITY, NOW).model_dump_json().encode("utf-8")
+    EnrichedTransaction.model_validate_json(encode_transaction(event, iter(texts), answers, IDENTITY, NOW))
     return "valid"
 
 

@@ -195,14 +195,23 @@ def test_a_failure_while_publishing_leaves_that_take_and_later_published_ones_un
     _run(scenario())
 
 
-def test_a_failure_while_preparing_is_reported_once_and_raised_to_the_loop():
+def test_a_failure_while_preparing_is_reported_once_and_stops_the_loop():
     async def scenario() -> None:
         stages, recorder, takes = _line()
-        stages.failing.add("prepare1")
-        stages.open("prepare1")
-        with pytest.raises(RuntimeError, match="prepare1 failed"):
-            await takes.submit([1], 1)
-        assert len(recorder.failures) == 1 and recorder.acked == []
+        stages.failing.add("prepare2")
+        stages.open("prepare1", "model1")
+        await takes.submit([1], 1)
+        await takes.submit([2], 2)  # returns once take 1 left the model, before take 2 is prepared
+        assert "prepare2:start" in stages.log and "prepare2:failed" not in stages.log
+        stages.open("prepare2")
+        await _until(lambda: recorder.failures, "the prepare failure to be reported")
+        with pytest.raises(LineStopped, match="prepare2 failed"):
+            await takes.submit([3], 3)
+        stages.open("publish1")
+        await asyncio.wait_for(takes.drain(), WAIT_S)
+        # Take 1 was already publishing when take 2 failed: it is acked, take 2 never reaches the model.
+        assert len(recorder.failures) == 1 and recorder.acked == [1]
+        assert "model2:start" not in stages.log and "prepare3:start" not in stages.log
 
     _run(scenario())
 

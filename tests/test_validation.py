@@ -5,6 +5,7 @@ import pytest
 
 from app.samples import sample_receipt_event
 from app.validation import MAX_EVENT_BYTES, InvalidEvent, decode_event
+from schemas.events import _LETTER_OR_DIGIT
 
 
 def _valid() -> dict:
@@ -67,3 +68,8 @@ def test_error_messages_never_echo_the_offending_value():
     with pytest.raises(InvalidEvent) as caught:
         decode_event(_mutated(lambda d: d["receipt"]["items"][0].__setitem__("name", secret_name)))
     assert "CLIENT-SECRET" not in caught.value.message
+
+
+def test_the_letter_or_digit_check_is_exactly_str_isalnum_on_every_code_point():
+    differing = [ch for ch in map(chr, range(0x110000)) if ch.isalnum() != (_LETTER_OR_DIGIT.match(ch) is not None)]
+    assert differing == []

@@ -1,0 +1,58 @@
+"""The agent with no work in its stages: each receipt's bytes are copied to the output topic.
+
+Used by bench/run.py to measure what Faust itself allows: the same agent, take loop, overlap, acks
+and publisher as the real worker (app/agent.py, app/overlap.py, app/publisher.py), with no decoding,
+no cache and no model. ``python -m bench.passthrough_worker`` with the usual ENRICHER_* settings.
+The zero-cost worker's rate divided by this one is the share of Faust's ceiling the pipeline reaches.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import faust
+
+from app.agent import create_app
+from app.enrichment import EnrichmentOutcome
+from app.pipeline import InMessage, TakeResult
+from app.publisher import OutRecord, Publisher
+from app.settings import Settings
+from app.worker import freeze_loaded_heap
+
+
+class CopyStages:
+    """The pipeline's three stages with nothing in them but the publish."""
+
+    def __init__(self, publisher: Publisher, output_topic: str) -> None:
+        self._publisher = publisher
+        self._output_topic = output_topic
+
+    async def prepare(self, messages: Sequence[InMessage]) -> Sequence[InMessage]:
+        return messages
+
+    async def enrich(self, messages: Sequence[InMessage]) -> EnrichmentOutcome:
+        return EnrichmentOutcome()
+
+    async def publish(self, messages: Sequence[InMessage], outcome: EnrichmentOutcome) -> TakeResult:
+        records = [OutRecord(self._output_topic, m.key, m.value or b"") for m in messages]
+        rejected = await self._publisher.publish(records)
+        if rejected:
+            raise rejected[0]
+        return TakeResult(receipts=len(messages), items=0, dead_letters=0, outcome=outcome)
+
+
+def main() -> None:
+    settings = Settings()
+    logging.basicConfig(level=settings.log_level, format="ts=%(asctime)s level=%(levelname)s logger=%(name)s event=%(message)s")
+    publisher = Publisher(settings.producer_config(), settings.produce_timeout_s)
+    app = create_app(settings, CopyStages(publisher, settings.output_topic))
+    freeze_loaded_heap()
+    try:
+        faust.Worker(app, loglevel=settings.log_level, redirect_stdouts=False, override_logging=False).execute_from_commandline()
+    finally:
+        publisher.close()
+
+
+if __name__ == "__main__":
+    main()
