@@ -345,14 +345,19 @@ def _produce(bootstrap: str, topic: str, messages: list[tuple[bytes, bytes]]) ->
         raise RuntimeError("bench producer could not deliver every receipt within 120 s")
 
 
-def _count_messages(bootstrap: str, topic: str, expected: int, timeout_s: float) -> tuple[int, float, float]:
-    """Consume until `expected` messages; return count and the first and last record timestamps (s)."""
+def _count_messages(
+    bootstrap: str, topic: str, expected: int, timeout_s: float, producer: subprocess.Popen | None = None
+) -> tuple[int, float, float]:
+    """Consume until `expected` messages; return count and the first and last record timestamps (s).
+
+    Stops early when the ``producer`` process has exited: a dead worker must not cost the whole timeout.
+    """
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"count-{uuid.uuid4()}", "auto.offset.reset": "earliest"})
     consumer.subscribe([topic])
     seen, first, last = 0, float("inf"), 0.0
     deadline = time.monotonic() + timeout_s
     try:
-        while seen < expected and time.monotonic() < deadline:
+        while seen < expected and time.monotonic() < deadline and (producer is None or producer.poll() is None):
             for message in consumer.consume(1000, 0.5):
                 if message.error():
                     continue
@@ -453,12 +458,12 @@ def _zero_cost_run(
         )
         try:
             _produce(bootstrap, topics["input"], messages[:1])
-            warm, _, _ = _count_messages(bootstrap, topics["output"], 1, timeout_s=WORKER_WAIT_S)
+            warm, _, _ = _count_messages(bootstrap, topics["output"], 1, timeout_s=WORKER_WAIT_S, producer=worker)
             if warm < 1:
                 raise RuntimeError(f"zero-cost worker published nothing within {WORKER_WAIT_S} s; log: {log_path.read_text()[-2000:]}")
             started = time.time()
             _produce(bootstrap, topics["input"], messages[1:])
-            seen, _, last = _count_messages(bootstrap, topics["output"], len(messages), timeout_s=WORKER_WAIT_S)
+            seen, _, last = _count_messages(bootstrap, topics["output"], len(messages), timeout_s=WORKER_WAIT_S, producer=worker)
         finally:
             exit_code = _stop(worker)
     receipts = len(messages) - 1
