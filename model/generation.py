@@ -39,18 +39,14 @@ class _Deadline(StoppingCriteria):
 NO_REPEAT_NGRAM_SIZE = 6
 
 
-class BatchGenerator:
-    def __init__(self, loaded: LoadedModel, max_time_s: float | None = None) -> None:
-        """``max_time_s`` bounds one ``generate`` call; past it the batch raises GenerationTimeout."""
-        self._model = loaded.model
-        self._max_time_s = max_time_s
-        self.no_repeat_ngram_size = NO_REPEAT_NGRAM_SIZE
+class TokenizingGenerator:
+    """Tokenizer access shared by the generators: token counting for the batcher and padded encoding."""
+
+    def __init__(self, loaded: LoadedModel) -> None:
         self._tokenizer = loaded.tokenizer
         self._device = loaded.device
         self.max_new_tokens = loaded.max_new_tokens
-        # generate() is not re-entrant on one model; the service calls from one thread, tools may not.
-        self._lock = threading.Lock()
-        # A fast tokenizer is not thread-safe either: padding mutates the shared Rust object, and the
+        # A fast tokenizer is not thread-safe: padding mutates the shared Rust object, and the
         # pipeline counts the next take's tokens while the model thread pads this one's ("Already
         # borrowed" / "Unable to create tensor", transformers #47085; 16 of 2,000 padded calls here).
         self._tokenizer_lock = threading.Lock()
@@ -75,6 +71,23 @@ class BatchGenerator:
         with self._tokenizer_lock:
             encoded = self._tokenizer(list(answers), add_special_tokens=False)["input_ids"]
         return [len(ids) for ids in encoded]
+
+    def encode_padded(self, prompts: Sequence[str]):
+        """Left-padded input tensors of one batch, on the model's device."""
+        with self._tokenizer_lock:
+            encoded = self._tokenizer(list(prompts), return_tensors="pt", padding=True)
+        return encoded.to(self._device)
+
+
+class BatchGenerator(TokenizingGenerator):
+    def __init__(self, loaded: LoadedModel, max_time_s: float | None = None) -> None:
+        """``max_time_s`` bounds one ``generate`` call; past it the batch raises GenerationTimeout."""
+        super().__init__(loaded)
+        self._model = loaded.model
+        self._max_time_s = max_time_s
+        self.no_repeat_ngram_size = NO_REPEAT_NGRAM_SIZE
+        # generate() is not re-entrant on one model; the service calls from one thread, tools may not.
+        self._lock = threading.Lock()
 
     def generate(self, prompts: Sequence[str]) -> list[str]:
         if not prompts:
@@ -102,9 +115,3 @@ class BatchGenerator:
         new_tokens = output[:, inputs["input_ids"].shape[1] :]
         with self._tokenizer_lock:
             return self._tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
-
-    def encode_padded(self, prompts: Sequence[str]):
-        """Left-padded input tensors of one batch, on the model's device."""
-        with self._tokenizer_lock:
-            encoded = self._tokenizer(list(prompts), return_tensors="pt", padding=True)
-        return encoded.to(self._device)
