@@ -103,6 +103,7 @@ class Pipeline:
         model_timeout_s: float,
         cache: AnswerCache | None = None,
         metrics: Metrics | None = None,
+        on_close: Callable[[], None] | None = None,
     ) -> None:
         self._enrich = enrich
         self._count_tokens = count_tokens
@@ -114,6 +115,7 @@ class Pipeline:
         self._model_timeout_s = model_timeout_s
         self._cache = cache
         self._metrics = metrics
+        self._on_close = on_close
         # The model gets one thread of its own: the event loop keeps heartbeats and fetches going.
         self._model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
         # The next take's decoding, cache lookup (a Redis round trip) and tokenizing run here,
@@ -237,4 +239,6 @@ class Pipeline:
     def close(self) -> None:
         self._prepare_thread.shutdown(wait=True)
         self._model_thread.shutdown(wait=True)
+        if self._on_close is not None:
+            self._on_close()
         self._publisher.close()

@@ -104,6 +104,10 @@ class Settings(BaseSettings):
     compute_dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     # Fold the LoRA adapter into a bf16/fp32 base at load (no 4-bit then): the fast serving path on a GPU.
     merge_adapter: bool = False
+    # Decode with transformers' continuous batching (model/continuous_generation.py): a row that ends makes room
+    # for the next instead of padding until the batch's longest answer ends. Off by default: it relies on
+    # transformers 5.23 internals for the repetition guard (README "Performance").
+    continuous_batching: bool = False
     torch_threads: int = Field(default=0, ge=0, description="0 = torch default")
 
     # Faust keeps per-app state here (this service has no tables, but Faust creates the folder).

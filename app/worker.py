@@ -17,6 +17,7 @@ from app.pipeline import Pipeline, Topics
 from app.publisher import Publisher
 from app.settings import Settings
 from model.enricher import Enricher
+from model.continuous_generation import ContinuousGenerator
 from model.generation import BatchGenerator
 from model.loader import ModelSpec, load_model
 from schemas.taxonomy import Taxonomy, load_taxonomy
@@ -35,14 +36,19 @@ def build_pipeline(settings: Settings, metrics: Metrics | None = None) -> Pipeli
             merge_adapter=settings.merge_adapter,
         )
     )
-    generator = BatchGenerator(loaded, max_time_s=settings.model_timeout_s)
+    if settings.continuous_batching:
+        # The item limit stays the number of rows decoding at once; the planner's batches are fed to it.
+        generator = ContinuousGenerator(loaded, max_time_s=settings.model_timeout_s, max_concurrent=settings.batch_max_items)
+    else:
+        generator = BatchGenerator(loaded, max_time_s=settings.model_timeout_s)
     taxonomy = load_taxonomy()
     log.info(
-        "model_loaded base=%s adapter=%s version=%s device=%s",
+        "model_loaded base=%s adapter=%s version=%s device=%s generator=%s",
         loaded.identity.base_model,
         loaded.identity.adapter,
         loaded.identity.version,
         loaded.device,
+        type(generator).__name__,
     )
     enrich = Enricher(generator, taxonomy).enrich
     if metrics is not None:
@@ -69,6 +75,8 @@ def build_pipeline(settings: Settings, metrics: Metrics | None = None) -> Pipeli
         model_timeout_s=settings.model_timeout_s,
         cache=build_cache(settings, loaded.identity.version, taxonomy),
         metrics=metrics,
+        # The continuous-batching manager runs a thread that would keep the process alive after the worker stops.
+        on_close=generator.close if isinstance(generator, ContinuousGenerator) else None,
     )
 
 

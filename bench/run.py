@@ -4,7 +4,8 @@ Writes bench/results/<size>.json (the machine, the date, the load average during
 - cache: hit ratio and model calls per 1,000 items on a Zipf-distributed item stream, cold and warm,
   and how the hit ratio moves with the Zipf exponent;
 - model: items/s of the default model at batch sizes 1, 8, 32, 64, 128 with the prompt and answer
-  padding waste; merged vs unmerged adapter and float32 vs bfloat16 at batch 32;
+  padding waste; merged vs unmerged adapter and float32 vs bfloat16 at batch 32; static against
+  continuous batching (ENRICHER_CONTINUOUS_BATCHING) in items/s, compute waste and equal answers;
 - pipeline: receipts through the real broker and the real worker with a zero-cost enricher, in line
   items/s, next to a raw confluent-kafka consume+produce loop on the same broker in the same run,
   the fill of the batches the enricher was given, and the same agent with empty stages (what Faust
@@ -273,6 +274,60 @@ def _take_padding(generator, takes: int = 8, receipts_per_take: int = 256) -> di
     }
 
 
+def _fed_token_run(loaded, generator, names: list[str], call_size: int) -> tuple[dict, list[str]]:
+    """items/s and compute waste of one generator: the share of token positions fed to the model that were
+    padding or steps of rows that had already ended. Counted by a hook on the base model's forward; useful
+    positions are each row's prompt tokens plus its generated tokens (the end token included) minus one,
+    the generated count taken from the decoded answer re-tokenized."""
+    model = loaded.model.get_base_model() if hasattr(loaded.model, "get_base_model") else loaded.model
+    fed = [0]
+
+    def count(_module, args, kwargs):
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        if ids is not None:
+            fed[0] += ids.numel()
+
+    generator.generate([_prompt(t) for t in names[:2]])  # warm-up (and the continuous manager's start)
+    handle = model.register_forward_pre_hook(count, with_kwargs=True)
+    answers: list[str] = []
+    try:
+        started = time.perf_counter()
+        for start in range(0, len(names), call_size):
+            answers += generator.generate([_prompt(t) for t in names[start : start + call_size]])
+        seconds = time.perf_counter() - started
+    finally:
+        handle.remove()
+    prompt_tokens = generator.count_tokens(names)
+    generated = [min(n + 1, loaded.max_new_tokens) for n in generator.count_answer_tokens(answers)]
+    useful = sum(p + g - 1 for p, g in zip(prompt_tokens, generated))
+    return {
+        "items": len(names),
+        "items_per_s": round(len(names) / seconds, 1),
+        "fed_token_positions": fed[0],
+        "useful_token_positions": useful,
+        "compute_waste": round(1 - useful / fed[0], 3),
+    }, answers
+
+
+def _continuous_batching(items: int, names: list[str]) -> dict:
+    """Static batches against transformers' continuous batching, same prompts, same calls of N prompts."""
+    from model.continuous_generation import ContinuousGenerator
+    from model.generation import BatchGenerator
+    from model.loader import ModelSpec, load_model
+
+    models = REPO_ROOT / "models" / "default"
+    loaded = load_model(ModelSpec(base_path=models / "base", adapter_path=models / "adapter"))
+    sample = names[:items]
+    result: dict = {}
+    for size in (32, 64):
+        static, static_answers = _fed_token_run(loaded, BatchGenerator(loaded), sample, size)
+        with ContinuousGenerator(loaded, max_concurrent=size) as continuous_generator:
+            continuous, continuous_answers = _fed_token_run(loaded, continuous_generator, sample, size)
+        continuous["answers_equal_to_static"] = sum(a == b for a, b in zip(static_answers, continuous_answers))
+        result[f"calls_of_{size}"] = {"static": static, "continuous": continuous}
+    return result
+
+
 def _prompt(text: str) -> str:
     from model.prompt import build_prompt
 
@@ -314,6 +369,7 @@ def bench_model(items: int) -> dict:
         variant_loaded, variant_generator, variant_enricher = load(**options)
         variants[label] = _model_run(variant_enricher, variant_generator, names[:items], 32, variant_loaded.max_new_tokens)["items_per_s"]
     result["batch_32_items_per_s_by_serving_option"] = variants
+    result["continuous_batching"] = _continuous_batching(items, names)
     result["gpu"] = "not measured: no GPU on this machine (bf16 and merged serving on CUDA are untested here)"
     return result
 
@@ -640,6 +696,9 @@ def main(argv: list[str] | None = None) -> None:
         },
         "batch_fill_at_least_90_percent": (pipeline["batch_fill_mean"] or 0) >= 0.9,
         "prompt_padding_waste_under_15_percent": takes["prompt_padding_waste"] < 0.15,
+        "compute_waste_under_15_percent_with_continuous_batching": all(
+            run["continuous"]["compute_waste"] < 0.15 for run in model["continuous_batching"].values()
+        ),
         "warm_cache_answers_at_least_80_percent": result["cache"]["warm"]["answered_from_cache"] >= 0.8,
         "no_item_key_generated_twice": result["cache"]["item_keys_generated_twice"] == 0,
         "p99_bound_s": round(latency["max_wait_s"] + batch_s + 0.1, 3),

@@ -73,6 +73,13 @@ def test_the_model_section_covers_every_batch_size_and_serving_option(small_run)
     takes = model["takes_at_default_limits"]
     assert takes["batches"] >= takes["takes"] and 0 < takes["batch_fill_mean"] <= 1
     assert 0 <= takes["prompt_padding_waste"] < 1
+    for run in model["continuous_batching"].values():
+        for generator in ("static", "continuous"):
+            assert _positive(run[generator]["items_per_s"]) and run[generator]["items"] == model["batch_32"]["items"]
+            assert 0 <= run[generator]["compute_waste"] < 1
+        # Rows that end make room instead of padding: never more waste than the static batch of the same prompts.
+        assert run["continuous"]["compute_waste"] <= run["static"]["compute_waste"]
+        assert 0 <= run["continuous"]["answers_equal_to_static"] <= run["continuous"]["items"]
     options = model["batch_32_items_per_s_by_serving_option"]
     assert set(options) == {"unmerged_float32", "merged_float32", "unmerged_bfloat16", "merged_bfloat16"}
     assert all(_positive(v) for v in options.values())

@@ -57,7 +57,10 @@ def _malformed_messages(rng: random.Random) -> list[tuple[str, bytes]]:
     ]
 
 
-def test_valid_receipts_are_enriched_exactly_once_and_malformed_ones_go_to_the_dlq(kafka_bootstrap, default_model, tmp_path):
+@pytest.mark.parametrize("generator", ["BatchGenerator", "ContinuousGenerator"])
+def test_valid_receipts_are_enriched_exactly_once_and_malformed_ones_go_to_the_dlq(
+    kafka_bootstrap, default_model, tmp_path, generator
+):
     run = uuid.uuid4().hex[:8]
     topics = {"input": f"receipts-{run}", "output": f"enriched-{run}", "dlq": f"dlq-{run}"}
     create_service_topics(
@@ -91,6 +94,7 @@ def test_valid_receipts_are_enriched_exactly_once_and_malformed_ones_go_to_the_d
             "ENRICHER_GROUP_ID": group,
             "ENRICHER_MODEL_BASE_PATH": str(default_model.base),
             "ENRICHER_MODEL_ADAPTER_PATH": str(default_model.adapter),
+            "ENRICHER_CONTINUOUS_BATCHING": str(generator == "ContinuousGenerator").lower(),
         },
         tmp_path / "worker.log",
     ).start()
@@ -130,4 +134,6 @@ def test_valid_receipts_are_enriched_exactly_once_and_malformed_ones_go_to_the_d
     assert len(letters) == len(malformed)
 
     assert all(committed == high for committed, high in offsets.values()), offsets
+    # Exit 0 on SIGTERM also shows the continuous-batching manager's thread was stopped, not left running.
     assert exit_code == 0, log[-3000:]
+    assert f"generator={generator}" in log
