@@ -3,7 +3,6 @@
 import random
 
 import pytest
-import torch
 
 from app.samples import load_item_names
 from model.continuous_generation import ContinuousGenerator
@@ -17,7 +16,6 @@ pytestmark = [pytest.mark.model]
 
 @pytest.fixture(scope="module")
 def loaded(default_model):
-    torch.set_num_threads(1)
     return load_model(ModelSpec(base_path=default_model.base, adapter_path=default_model.adapter))
 
 
