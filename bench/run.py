@@ -8,8 +8,8 @@ Writes bench/results/<size>.json (the machine, the date, the load average during
   continuous batching (ENRICHER_CONTINUOUS_BATCHING) in items/s, compute waste and equal answers;
 - pipeline: receipts through the real broker and the real worker with a zero-cost enricher, in line
   items/s, next to a raw confluent-kafka consume+produce loop on the same broker in the same run,
-  the fill of the batches the enricher was given, and the same agent with empty stages (what Faust
-  itself allows);
+  the fill of the batches the enricher was given, the same agent with empty stages (what Faust
+  itself allows), and the same pipeline fed by a confluent-kafka consumer instead of Faust;
 - latency: produce → enriched percentiles with the real worker and model at a stated light load.
 Every stream is the same kind: receipts whose items are drawn from a Zipf distribution (below).
 Timings depend on the machine and its load; the small size exists so CI keeps this command working.
@@ -506,7 +506,7 @@ def _zero_cost_run(
     env["ENRICHER_TAKE_MAX_EVENTS"] = str(take_max_events)
     with log_path.open("wb") as log:
         worker = subprocess.Popen(
-            [sys.executable, "-m", module, *(["--stats", str(stats_path)] if module == "bench.zero_cost_worker" else [])],
+            [sys.executable, "-m", module, *([] if module == "bench.passthrough_worker" else ["--stats", str(stats_path)])],
             cwd=REPO_ROOT,
             env=env,
             stdout=log,
@@ -561,6 +561,9 @@ def bench_pipeline(bootstrap: str, receipts: int, workdir: Path) -> dict:
     headline = by_take[str(PRODUCTION_TAKE)]
     passthrough = _zero_cost_run(bootstrap, messages, PRODUCTION_TAKE, workdir, module="bench.passthrough_worker")
     passthrough_items_per_s = passthrough["receipts_per_s"] * items_per_receipt
+    without_faust = _zero_cost_run(bootstrap, messages, PRODUCTION_TAKE, workdir, module="bench.confluent_worker")
+    without_faust["items_per_s"] = round(without_faust["receipts_per_s"] * items_per_receipt, 1)
+    without_faust["ratio_to_raw"] = round(without_faust["items_per_s"] / raw_items_per_s, 3)
     return {
         "receipts": receipts,
         "items": items,
@@ -572,6 +575,7 @@ def bench_pipeline(bootstrap: str, receipts: int, workdir: Path) -> dict:
         "passthrough_items_per_s": round(passthrough_items_per_s, 1),
         "ratio_passthrough_to_raw": round(passthrough_items_per_s / raw_items_per_s, 3),
         "ratio_pipeline_to_passthrough": round(headline["items_per_s"] / passthrough_items_per_s, 3),
+        "without_faust": without_faust,
         "batch_fill_mean": headline["batch_fill_mean"],
         "by_take_max_events": by_take,
         "note": (
@@ -580,7 +584,9 @@ def bench_pipeline(bootstrap: str, receipts: int, workdir: Path) -> dict:
             "timestamp. The raw loop copies the same messages (acks=all, idempotent, committed per batch), timed "
             f"from its first consumed message. Headline figures at ENRICHER_TAKE_MAX_EVENTS={PRODUCTION_TAKE} (deploy/README.md). "
             "passthrough: the same agent, overlap and publisher with empty stages, each receipt's bytes copied "
-            "(bench/passthrough_worker.py): the ceiling Faust sets, timed the same way"
+            "(bench/passthrough_worker.py): the ceiling Faust sets, timed the same way. without_faust: the same "
+            "zero-cost pipeline and overlap fed by a confluent-kafka consumer, committed after each take's acks "
+            "(bench/confluent_worker.py): a measurement of the alternative, not a product path"
         ),
     }
 

@@ -33,59 +33,77 @@ from schemas.taxonomy import load_taxonomy
 ANSWER_TOKENS = 55
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+class ZeroCostRun:
+    """The real pipeline with a zero-cost enricher, and what the benchmark reads of it at exit."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        taxonomy = load_taxonomy()
+        other = taxonomy.fallback
+        self.batch_sizes: list[int] = []
+
+        def zero_cost(texts):
+            self.batch_sizes.append(len(texts))
+            return [ParsedAnswer(t, "Товар", None, other, ItemStatus.OK) for t in texts]
+
+        self.cache = AnswerCache("bench", taxonomy, LruStore(settings.cache_max_entries))
+        self.pipeline = Pipeline(
+            enrich=zero_cost,
+            count_tokens=lambda texts: [int(len(t) / 2.2) + 4 for t in texts],
+            limits=BatchLimits(settings.batch_max_items, settings.batch_max_tokens, answer_tokens=ANSWER_TOKENS),
+            taxonomy=taxonomy,
+            identity=ModelIdentity(base_model="zero-cost", adapter=None, version="bench"),
+            publisher=Publisher(settings.producer_config(), settings.produce_timeout_s),
+            topics=Topics(output=settings.output_topic, dlq=settings.dlq_topic),
+            model_timeout_s=settings.model_timeout_s,
+            cache=self.cache,
+        )
+        self._collections = {"count": 0, "seconds": 0.0}
+        self._collection_started = 0.0
+
+    def start_counting_collections(self) -> None:
+        freeze_loaded_heap()  # as app/worker.py does once the model is loaded
+        gc.callbacks.append(self._time_collection)
+
+    def _time_collection(self, phase: str, _info: dict) -> None:
+        if phase == "start":
+            self._collection_started = time.perf_counter()
+        else:
+            self._collections["count"] += 1
+            self._collections["seconds"] += time.perf_counter() - self._collection_started
+
+    def write_stats(self, path: Path | None) -> None:
+        if path is None:
+            return
+        stats = {
+            "batch_sizes": self.batch_sizes,
+            "batch_max_items": self.settings.batch_max_items,
+            "garbage_collections": {"count": self._collections["count"], "seconds": round(self._collections["seconds"], 3)},
+            "cache": {"hits_local": self.cache.hits_local, "hits_shared": self.cache.hits_shared, "misses": self.cache.misses},
+        }
+        path.write_text(json.dumps(stats), encoding="utf-8")
+
+
+def parse_stats_path(argv: list[str] | None, description: str) -> Path | None:
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--stats", type=Path, help="write the enricher's batch sizes here at exit")
     args = parser.parse_args(argv)
     sys.argv = sys.argv[:1]  # nothing below may read the bench's arguments
+    return args.stats
 
+
+def main(argv: list[str] | None = None) -> None:
+    stats_path = parse_stats_path(argv, __doc__)
     settings = Settings()
     logging.basicConfig(level=settings.log_level, format="ts=%(asctime)s level=%(levelname)s logger=%(name)s event=%(message)s")
-    taxonomy = load_taxonomy()
-    other = taxonomy.fallback
-    batch_sizes: list[int] = []
-
-    def zero_cost(texts):
-        batch_sizes.append(len(texts))
-        return [ParsedAnswer(t, "Товар", None, other, ItemStatus.OK) for t in texts]
-
-    cache = AnswerCache("bench", taxonomy, LruStore(settings.cache_max_entries))
-    pipeline = Pipeline(
-        enrich=zero_cost,
-        count_tokens=lambda texts: [int(len(t) / 2.2) + 4 for t in texts],
-        limits=BatchLimits(settings.batch_max_items, settings.batch_max_tokens, answer_tokens=ANSWER_TOKENS),
-        taxonomy=taxonomy,
-        identity=ModelIdentity(base_model="zero-cost", adapter=None, version="bench"),
-        publisher=Publisher(settings.producer_config(), settings.produce_timeout_s),
-        topics=Topics(output=settings.output_topic, dlq=settings.dlq_topic),
-        model_timeout_s=settings.model_timeout_s,
-        cache=cache,
-    )
-    app = create_app(settings, pipeline)
-    freeze_loaded_heap()  # as app/worker.py does once the model is loaded
-    collections = {"count": 0, "seconds": 0.0}
-    started = [0.0]
-
-    def time_collections(phase: str, _info: dict) -> None:
-        if phase == "start":
-            started[0] = time.perf_counter()
-        else:
-            collections["count"] += 1
-            collections["seconds"] += time.perf_counter() - started[0]
-
-    gc.callbacks.append(time_collections)
+    run = ZeroCostRun(settings)
+    app = create_app(settings, run.pipeline)
+    run.start_counting_collections()
     try:
         faust.Worker(app, loglevel=settings.log_level, redirect_stdouts=False, override_logging=False).execute_from_commandline()
     finally:
-        pipeline.close()
-        if args.stats is not None:
-            stats = {
-                "batch_sizes": batch_sizes,
-                "batch_max_items": settings.batch_max_items,
-                "garbage_collections": {"count": collections["count"], "seconds": round(collections["seconds"], 3)},
-                "cache": {"hits_local": cache.hits_local, "hits_shared": cache.hits_shared, "misses": cache.misses},
-            }
-            args.stats.write_text(json.dumps(stats), encoding="utf-8")
+        run.pipeline.close()
+        run.write_stats(stats_path)
 
 
 if __name__ == "__main__":

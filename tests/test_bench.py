@@ -102,6 +102,9 @@ def test_the_pipeline_section_saw_every_receipt_at_every_take_size(small_run):
     assert pipeline["pipeline_items_per_s"] == headline["items_per_s"]
     assert headline["garbage_collections"]["count"] >= 0 and headline["garbage_collections"]["seconds"] >= 0
     assert _positive(pipeline["passthrough_items_per_s"])
+    without_faust = pipeline["without_faust"]
+    assert without_faust["receipts_out"] == pipeline["receipts"] and without_faust["worker_exit_code"] == 0
+    assert _positive(without_faust["items_per_s"]) and 0 < without_faust["batch_fill_mean"] <= 1
     assert pipeline["ratio_pipeline_to_passthrough"] == pytest.approx(
         pipeline["pipeline_items_per_s"] / pipeline["passthrough_items_per_s"], abs=0.002
     )
