@@ -68,12 +68,12 @@ class Publisher:
         while pending:
             failures: list[tuple[OutRecord, KafkaError]] = []
             await loop.run_in_executor(self._io, self._produce_and_flush, pending, failures)
-            pending = []
+            sent_alone, pending = len(pending) == 1, []
             too_large = []
             for record, error in failures:
                 if error.retriable() or error.code() in (KafkaError._MSG_TIMED_OUT, KafkaError._TRANSPORT):
                     pending.append(record)
-                elif error.code() == KafkaError.MSG_SIZE_TOO_LARGE and len(records) > 1:
+                elif error.code() == KafkaError.MSG_SIZE_TOO_LARGE and not sent_alone:
                     too_large.append(record)
                 else:
                     rejected.append(RecordRejected(record, error))

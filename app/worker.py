@@ -36,9 +36,12 @@ def build_pipeline(settings: Settings, metrics: Metrics | None = None) -> Pipeli
             merge_adapter=settings.merge_adapter,
         )
     )
+    close_generator = None
     if settings.continuous_batching:
         # The item limit stays the number of rows decoding at once; the planner's batches are fed to it.
         generator = ContinuousGenerator(loaded, max_time_s=settings.model_timeout_s, max_concurrent=settings.batch_max_items)
+        # Its manager runs a thread that would keep the process alive after the worker stops.
+        close_generator = generator.close
     else:
         generator = BatchGenerator(loaded, max_time_s=settings.model_timeout_s)
     taxonomy = load_taxonomy()
@@ -75,8 +78,7 @@ def build_pipeline(settings: Settings, metrics: Metrics | None = None) -> Pipeli
         model_timeout_s=settings.model_timeout_s,
         cache=build_cache(settings, loaded.identity.version, taxonomy),
         metrics=metrics,
-        # The continuous-batching manager runs a thread that would keep the process alive after the worker stops.
-        on_close=generator.close if isinstance(generator, ContinuousGenerator) else None,
+        on_close=close_generator,
     )
 
 

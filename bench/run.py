@@ -309,20 +309,16 @@ def _fed_token_run(loaded, generator, names: list[str], call_size: int) -> tuple
     }, answers
 
 
-def _continuous_batching(items: int, names: list[str]) -> dict:
+def _continuous_batching(loaded, names: list[str]) -> dict:
     """Static batches against transformers' continuous batching, same prompts, same calls of N prompts."""
     from model.continuous_generation import ContinuousGenerator
     from model.generation import BatchGenerator
-    from model.loader import ModelSpec, load_model
 
-    models = REPO_ROOT / "models" / "default"
-    loaded = load_model(ModelSpec(base_path=models / "base", adapter_path=models / "adapter"))
-    sample = names[:items]
     result: dict = {}
     for size in (32, 64):
-        static, static_answers = _fed_token_run(loaded, BatchGenerator(loaded), sample, size)
+        static, static_answers = _fed_token_run(loaded, BatchGenerator(loaded), names, size)
         with ContinuousGenerator(loaded, max_concurrent=size) as continuous_generator:
-            continuous, continuous_answers = _fed_token_run(loaded, continuous_generator, sample, size)
+            continuous, continuous_answers = _fed_token_run(loaded, continuous_generator, names, size)
         continuous["answers_equal_to_static"] = sum(a == b for a, b in zip(static_answers, continuous_answers))
         result[f"calls_of_{size}"] = {"static": static, "continuous": continuous}
     return result
@@ -357,6 +353,8 @@ def bench_model(items: int) -> dict:
         sample = names[: max(4, items // 4)] if batch_size == 1 else names[: max(items, batch_size)]
         result[f"batch_{batch_size}"] = _model_run(enricher, generator, sample, batch_size, loaded.max_new_tokens)
     result["takes_at_default_limits"] = _take_padding(generator)
+    # The continuous manager may switch the model's attention implementation; its close() restores it.
+    result["continuous_batching"] = _continuous_batching(loaded, names[:items])
     del loaded, generator, enricher
 
     variants = {}
@@ -369,7 +367,6 @@ def bench_model(items: int) -> dict:
         variant_loaded, variant_generator, variant_enricher = load(**options)
         variants[label] = _model_run(variant_enricher, variant_generator, names[:items], 32, variant_loaded.max_new_tokens)["items_per_s"]
     result["batch_32_items_per_s_by_serving_option"] = variants
-    result["continuous_batching"] = _continuous_batching(items, names)
     result["gpu"] = "not measured: no GPU on this machine (bf16 and merged serving on CUDA are untested here)"
     return result
 
@@ -552,18 +549,17 @@ def bench_pipeline(bootstrap: str, receipts: int, workdir: Path) -> dict:
     raw_rate = raw_copy_rate(bootstrap, raw_topics["input"], raw_topics["output"], receipts)
     items_per_receipt = items / receipts
     raw_items_per_s = raw_rate * items_per_receipt
-    by_take = {}
-    for take in TAKE_SIZES:
-        run = _zero_cost_run(bootstrap, messages, take, workdir)
+
+    def measured(take: int, module: str = "bench.zero_cost_worker") -> dict:
+        run = _zero_cost_run(bootstrap, messages, take, workdir, module=module)
         run["items_per_s"] = round(run["receipts_per_s"] * items_per_receipt, 1)
         run["ratio_to_raw"] = round(run["items_per_s"] / raw_items_per_s, 3)
-        by_take[str(take)] = run
+        return run
+
+    by_take = {str(take): measured(take) for take in TAKE_SIZES}
     headline = by_take[str(PRODUCTION_TAKE)]
-    passthrough = _zero_cost_run(bootstrap, messages, PRODUCTION_TAKE, workdir, module="bench.passthrough_worker")
-    passthrough_items_per_s = passthrough["receipts_per_s"] * items_per_receipt
-    without_faust = _zero_cost_run(bootstrap, messages, PRODUCTION_TAKE, workdir, module="bench.confluent_worker")
-    without_faust["items_per_s"] = round(without_faust["receipts_per_s"] * items_per_receipt, 1)
-    without_faust["ratio_to_raw"] = round(without_faust["items_per_s"] / raw_items_per_s, 3)
+    passthrough = measured(PRODUCTION_TAKE, "bench.passthrough_worker")
+    without_faust = measured(PRODUCTION_TAKE, "bench.confluent_worker")
     return {
         "receipts": receipts,
         "items": items,
@@ -572,9 +568,9 @@ def bench_pipeline(bootstrap: str, receipts: int, workdir: Path) -> dict:
         "take_max_events": PRODUCTION_TAKE,
         "pipeline_items_per_s": headline["items_per_s"],
         "ratio_pipeline_to_raw": headline["ratio_to_raw"],
-        "passthrough_items_per_s": round(passthrough_items_per_s, 1),
-        "ratio_passthrough_to_raw": round(passthrough_items_per_s / raw_items_per_s, 3),
-        "ratio_pipeline_to_passthrough": round(headline["items_per_s"] / passthrough_items_per_s, 3),
+        "passthrough_items_per_s": passthrough["items_per_s"],
+        "ratio_passthrough_to_raw": passthrough["ratio_to_raw"],
+        "ratio_pipeline_to_passthrough": round(headline["items_per_s"] / passthrough["items_per_s"], 3),
         "without_faust": without_faust,
         "batch_fill_mean": headline["batch_fill_mean"],
         "by_take_max_events": by_take,
