@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import faust
 from faust.types import EventT
 
+from app import faust_transport
 from app.health import Health
 from app.overlap import OverlappedTakes
 from app.pipeline import InMessage, Pipeline, TakeResult
@@ -35,7 +36,8 @@ def create_app(settings: Settings, pipeline: Pipeline, health: Health | None = N
     datadir.parent.mkdir(parents=True, exist_ok=True)  # Faust creates only the last level
     app = faust.App(
         settings.group_id,
-        broker=[f"kafka://{server}" for server in settings.bootstrap_servers.split(",")],
+        # Faust's aiokafka transport with a cheaper hand-off per message (app/faust_transport.py).
+        broker=[f"{faust_transport.SCHEME}://{server}" for server in settings.bootstrap_servers.split(",")],
         key_serializer="raw",
         value_serializer="raw",
         consumer_auto_offset_reset="earliest",
@@ -46,6 +48,7 @@ def create_app(settings: Settings, pipeline: Pipeline, health: Health | None = N
         # A model batch may take long on a busy GPU; the poll interval must outlast it or the group evicts us.
         broker_max_poll_interval=max(300.0, settings.model_timeout_s * 3),
         stream_processing_timeout=max(300.0, settings.model_timeout_s * 3),
+        stream_buffer_maxsize=settings.stream_buffer_max_events,
         topic_partitions=settings.topic_partitions,
         topic_disable_leader=True,
         web_enabled=False,

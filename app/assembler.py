@@ -9,6 +9,7 @@ exactly what ``EnrichedTransaction(...).model_dump_json()`` gives.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Mapping
 from datetime import datetime
 
@@ -22,6 +23,7 @@ from schemas.events import SCHEMA_VERSION, ModelIdentity, ReceiptEvent
 _JSON_OPTIONS = orjson.OPT_UTC_Z
 
 
+@functools.lru_cache(maxsize=1 << 14)  # the same strings come again and again (model/item_key.py)
 def model_text(item_name: str) -> str:
     """The text the model sees for an item; identical texts share one answer."""
     return clean_raw_name(item_name)

@@ -3,14 +3,17 @@
 A take moves through three stages (``prepare`` → ``enrich`` → ``publish``), then its messages are
 acked. The model stage runs one take at a time, in take order; everything else overlaps it:
 
-    take N-1:  publish, ack
+    take N-1:  publish (records handed over, then their acks awaited), ack
     take N:    enrich (model thread) .........
     take N+1:  prepare (decode, validate, cache lookup, tokenize, plan), then wait for the model
     take N+2:  collected by the agent's loop while take N+1 is prepared
 
 Rules that keep the delivery order of app/pipeline.py:
-  - a take is published only after the take before it is published and acked, so acks are in
-    take order and outputs of one key leave in input order;
+  - a take's ``publish`` is called right after its model stage, before the next take may leave the
+    model, so records are handed to the producer in take order and outputs of one key leave in
+    input order; its acknowledgement wait overlaps the takes after it (one broker round trip per
+    round of takes, not per take in a row: app/publisher.py);
+  - a take is acked only after the take before it is acked, so acks are in take order;
   - a take is acked in its own task as soon as its records are acknowledged by the broker, not
     when the next take arrives (Faust's ``noack_take`` yields only when events arrive);
   - the first failure stops the line: that take and every later one are never acked, even if a
@@ -51,7 +54,9 @@ class TakeStages(Protocol[M, P, O, R]):
 
     async def enrich(self, prepared: P) -> O: ...
 
-    async def publish(self, prepared: P, outcome: O) -> R: ...
+    def publish(self, prepared: P, outcome: O) -> Awaitable[R]:
+        """Hand the take's output over when called; the awaitable completes when it is delivered."""
+        ...
 
 
 class LineStopped(RuntimeError):
@@ -74,8 +79,8 @@ class OverlappedTakes(Generic[M, T, P, O, R]):
         self._on_done = on_done
         self._on_failure = on_failure
         self._model_free: asyncio.Event | None = None  # set when the last submitted take left the model
-        self._last_done: asyncio.Task[None] | None = None  # the last submitted take's task
-        self._tasks: deque[asyncio.Task[None]] = deque()  # in take order
+        self._last_done: asyncio.Task[bool] | None = None  # the last submitted take's task
+        self._tasks: deque[asyncio.Task[bool]] = deque()  # in take order
         self.failure: BaseException | None = None
 
     async def submit(self, messages: Sequence[M], token: T) -> None:
@@ -114,29 +119,36 @@ class OverlappedTakes(Generic[M, T, P, O, R]):
         messages: Sequence[M],
         token: T,
         model_before: asyncio.Event | None,
-        done_before: asyncio.Task[None] | None,
+        done_before: asyncio.Task[bool] | None,
         model_free: asyncio.Event,
-    ) -> None:
+    ) -> bool:
+        """Run one take; True once it is acked, which needs every earlier take acked first."""
         try:
             try:
                 prepared = await self._stages.prepare(messages)
                 if model_before is not None:
                     await model_before.wait()
                 if self.failure is not None:
-                    return
+                    return False  # the line has stopped: no new model or broker work
                 outcome = await self._stages.enrich(prepared)
+                if self.failure is not None:
+                    return False
+                # Before model_free is set: the next take cannot hand its records over before this one.
+                delivered = self._stages.publish(prepared, outcome)
             finally:
                 model_free.set()
-            if done_before is not None:
-                await done_before  # never raises: _complete keeps failures in self.failure
-            if self.failure is not None:
-                return
-            result = await self._stages.publish(prepared, outcome)
+            result = await delivered
+            # Never raises: _complete keeps failures in self.failure. A take after a failed one was
+            # perhaps delivered, but is not acked: it is replayed.
+            if done_before is not None and not await done_before:
+                return False
             await self._on_done(token, result)
+            return True
         except asyncio.CancelledError:
             raise
         except Exception as error:
             await self._fail(error)
+            return False
 
     async def _fail(self, error: BaseException) -> None:
         if self.failure is not None:

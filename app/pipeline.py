@@ -6,15 +6,17 @@ Delivery order (the only place it is decided):
   2. all records are produced and the broker's acknowledgement of each is awaited;
   3. only then does the agent ack the messages, and faust commits the highest contiguous acked
      offset per partition at its next commit;
-  4. takes are acked in the order they were taken, and a take is published only after the take
-     before it is acked; the first take that fails stops the worker, and neither it nor any later
-     take is acked.
+  4. takes are acked in the order they were taken, and their records are handed to the producer
+     in that order too (so outputs of one key leave in input order); the first take that fails
+     stops the worker, and neither it nor any later take is acked, even one already published.
 A crash anywhere before step 3 leaves the offsets uncommitted: the take is redone (duplicates
 possible, loss impossible). A record the broker refuses for good becomes a dead letter instead.
 
 The stages are separate methods so the agent can overlap them (app/overlap.py): ``prepare``
 (decode, validate, cache lookup, tokenize, plan) of take N+1 and ``publish`` of take N-1 run
-while the model thread runs ``enrich`` of take N. The order above holds across takes.
+while the model thread runs ``enrich`` of take N. ``publish`` hands the records over when called
+and returns what to await for their acknowledgement, so a take's records can travel while the take
+before it still waits for its acks; acks stay in take order (step 4).
 """
 
 from __future__ import annotations
@@ -22,10 +24,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from app.assembler import encode_transaction, model_text
 from app.batcher import BatchLimits
@@ -149,7 +152,12 @@ class Pipeline:
     async def enrich(self, prepared: PreparedTake) -> EnrichmentOutcome:
         return await self._run_model(prepared)
 
-    async def publish(self, prepared: PreparedTake, outcome: EnrichmentOutcome) -> TakeResult:
+    def publish(self, prepared: PreparedTake, outcome: EnrichmentOutcome) -> Coroutine[Any, Any, TakeResult]:
+        """Hand the take's records to the publisher now; await the result for their acknowledgement.
+
+        The handover happens in this call, not when the result is awaited: takes published in take
+        order reach the broker in take order even while earlier ones still wait for their acks.
+        """
         outputs = list(prepared.dead_letters)
         enriched_at = datetime.now(UTC)
         texts = iter(prepared.texts)  # in the order of the valid receipts' items
@@ -157,8 +165,16 @@ class Pipeline:
         for message, event in prepared.valid:
             value = encode_transaction(event, texts, answers, identity, enriched_at)
             outputs.append((message, OutRecord(output, message.key, value)))
+        return self._delivered(prepared, outcome, outputs, self._publisher.send([record for _, record in outputs]))
 
-        rejected = await self._publisher.publish([record for _, record in outputs])
+    async def _delivered(
+        self,
+        prepared: PreparedTake,
+        outcome: EnrichmentOutcome,
+        outputs: list[tuple[InMessage, OutRecord]],
+        delivery: Awaitable[list[RecordRejected]],
+    ) -> TakeResult:
+        rejected = await delivery
         if rejected:
             await self._dead_letter_refused(outputs, rejected, prepared.started_at)
         if self._metrics is not None:

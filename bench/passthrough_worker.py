@@ -9,7 +9,7 @@ The zero-cost worker's rate divided by this one is the share of Faust's ceiling 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 
 import faust
 
@@ -34,12 +34,15 @@ class CopyStages:
     async def enrich(self, messages: Sequence[InMessage]) -> EnrichmentOutcome:
         return EnrichmentOutcome()
 
-    async def publish(self, messages: Sequence[InMessage], outcome: EnrichmentOutcome) -> TakeResult:
+    def publish(self, messages: Sequence[InMessage], outcome: EnrichmentOutcome) -> Awaitable[TakeResult]:
         records = [OutRecord(self._output_topic, m.key, m.value or b"") for m in messages]
-        rejected = await self._publisher.publish(records)
+        return self._delivered(len(messages), outcome, self._publisher.send(records))
+
+    async def _delivered(self, receipts: int, outcome: EnrichmentOutcome, delivery: Awaitable[list]) -> TakeResult:
+        rejected = await delivery
         if rejected:
             raise rejected[0]
-        return TakeResult(receipts=len(messages), items=0, dead_letters=0, outcome=outcome)
+        return TakeResult(receipts=receipts, items=0, dead_letters=0, outcome=outcome)
 
 
 def main() -> None:

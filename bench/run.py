@@ -422,13 +422,29 @@ def _count_messages(
     return seen, first, last
 
 
-def raw_copy_rate(bootstrap: str, source: str, target: str, count: int) -> float:
-    """confluent-kafka alone: consume `count` messages and produce each to another topic, acked, committed."""
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process so far, all its threads (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _peak_rss_mb(pid: int) -> float:
+    """The process's peak resident memory so far (Linux /proc VmHWM)."""
+    line = next(line for line in Path(f"/proc/{pid}/status").read_text().splitlines() if line.startswith("VmHWM:"))
+    return round(int(line.split()[1]) / 1024, 1)
+
+
+def raw_copy_rate(bootstrap: str, source: str, target: str, count: int) -> tuple[float, float]:
+    """confluent-kafka alone: consume `count` messages and produce each to another topic, acked, committed.
+
+    Returns messages/s and the CPU seconds this process spent over the whole copy (librdkafka's threads included).
+    """
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"raw-{uuid.uuid4()}", "auto.offset.reset": "earliest", "enable.auto.commit": False})
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "compression.type": "lz4", "enable.idempotence": True, "acks": "all"})
     consumer.subscribe([source])
     copied = 0
     started = None
+    cpu_before = time.process_time()
     deadline = time.monotonic() + WORKER_WAIT_S
     try:
         while copied < count and time.monotonic() < deadline:
@@ -447,7 +463,7 @@ def raw_copy_rate(bootstrap: str, source: str, target: str, count: int) -> float
         consumer.close()
     if copied < count:
         raise RuntimeError(f"raw copy saw {copied} of {count} messages within {WORKER_WAIT_S} s")
-    return count / (time.perf_counter() - started)
+    return count / (time.perf_counter() - started), time.process_time() - cpu_before
 
 
 def _free_port() -> int:
@@ -514,9 +530,12 @@ def _zero_cost_run(
             warm, _, _ = _count_messages(bootstrap, topics["output"], 1, timeout_s=WORKER_WAIT_S, producer=worker)
             if warm < 1:
                 raise RuntimeError(f"zero-cost worker published nothing within {WORKER_WAIT_S} s; log: {log_path.read_text()[-2000:]}")
-            started = time.time()
+            started, cpu_before = time.time(), _cpu_seconds(worker.pid)
             _produce(bootstrap, topics["input"], messages[1:])
             seen, _, last = _count_messages(bootstrap, topics["output"], len(messages), timeout_s=WORKER_WAIT_S, producer=worker)
+            alive = worker.poll() is None
+            cpu = _cpu_seconds(worker.pid) - cpu_before if alive else None
+            peak_rss_mb = _peak_rss_mb(worker.pid) if alive else None
         finally:
             exit_code = _stop(worker)
     receipts = len(messages) - 1
@@ -530,6 +549,10 @@ def _zero_cost_run(
         "worker_exit_code": exit_code,
         "seconds": round(last - started, 3),
         "receipts_per_s": round(receipts / max(last - started, 1e-3), 1),
+        # All the worker's threads, from the backlog's produce until the count saw its last record (a little
+        # idle time after the last record is included: an upper bound).
+        "cpu_us_per_receipt": round(cpu / receipts * 1e6, 1) if cpu is not None else None,
+        "peak_rss_mb": peak_rss_mb,
         "enricher_batches": len(sizes),
         "enricher_items": sum(sizes),
         "batch_max_items": limit,
@@ -546,7 +569,7 @@ def bench_pipeline(bootstrap: str, receipts: int, workdir: Path) -> dict:
     items = sum(item_counts[1:])
     raw_topics = _topics(bootstrap, f"raw-{uuid.uuid4().hex[:6]}")
     _produce(bootstrap, raw_topics["input"], messages[1:])
-    raw_rate = raw_copy_rate(bootstrap, raw_topics["input"], raw_topics["output"], receipts)
+    raw_rate, raw_cpu = raw_copy_rate(bootstrap, raw_topics["input"], raw_topics["output"], receipts)
     items_per_receipt = items / receipts
     raw_items_per_s = raw_rate * items_per_receipt
 
@@ -565,6 +588,7 @@ def bench_pipeline(bootstrap: str, receipts: int, workdir: Path) -> dict:
         "items": items,
         "raw_confluent_messages_per_s": round(raw_rate, 1),
         "raw_confluent_items_per_s": round(raw_items_per_s, 1),
+        "raw_confluent_cpu_us_per_receipt": round(raw_cpu / receipts * 1e6, 1),
         "take_max_events": PRODUCTION_TAKE,
         "pipeline_items_per_s": headline["items_per_s"],
         "ratio_pipeline_to_raw": headline["ratio_to_raw"],
@@ -582,7 +606,9 @@ def bench_pipeline(bootstrap: str, receipts: int, workdir: Path) -> dict:
             "passthrough: the same agent, overlap and publisher with empty stages, each receipt's bytes copied "
             "(bench/passthrough_worker.py): the ceiling Faust sets, timed the same way. without_faust: the same "
             "zero-cost pipeline and overlap fed by a confluent-kafka consumer, committed after each take's acks "
-            "(bench/confluent_worker.py): a measurement of the alternative, not a product path"
+            "(bench/confluent_worker.py): a measurement of the alternative, not a product path. cpu_us_per_receipt: "
+            "user+system CPU of the worker process (all threads) over its timed window per receipt; the raw loop's "
+            "is this process's CPU over the copy"
         ),
     }
 

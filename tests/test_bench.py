@@ -88,12 +88,13 @@ def test_the_model_section_covers_every_batch_size_and_serving_option(small_run)
 def test_the_pipeline_section_saw_every_receipt_at_every_take_size(small_run):
     pipeline = small_run["pipeline"]
     assert pipeline["receipts"] == 2000 and _positive(pipeline["raw_confluent_items_per_s"])
+    assert _positive(pipeline["raw_confluent_cpu_us_per_receipt"])
     runs = pipeline["by_take_max_events"]
     assert set(runs) == {"256", "1024", "4096"}
     for run in runs.values():
         assert run["receipts_out"] == pipeline["receipts"]
         assert run["worker_exit_code"] == 0
-        assert _positive(run["items_per_s"])
+        assert _positive(run["items_per_s"]) and _positive(run["cpu_us_per_receipt"])
         assert run["ratio_to_raw"] == pytest.approx(run["items_per_s"] / pipeline["raw_confluent_items_per_s"], abs=0.002)
         assert 0 < run["enricher_items"] <= pipeline["items"]
         assert 0 < run["batch_fill_mean"] <= 1 and 0 <= run["full_batch_share"] <= 1

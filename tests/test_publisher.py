@@ -51,3 +51,43 @@ def test_a_record_the_topic_refuses_is_returned_and_the_others_are_delivered(kaf
     assert "MSG_SIZE_TOO_LARGE" in rejected[0].error.name() or "too large" in str(rejected[0]).lower()
     stored = read_topic({"bootstrap.servers": kafka_bootstrap}, topic, expected=300, timeout_s=60, linger_s=1)
     assert sorted(m.value() for m in stored) == sorted(r.value for r in small)
+
+
+
+def _in_one_round(publisher: Publisher, *takes: list[OutRecord]) -> list[list]:
+    async def together() -> list[list]:
+        # Handed over back to back, before any is delivered: they share producer rounds.
+        return await asyncio.gather(*[publisher.send(take) for take in takes])
+
+    try:
+        return asyncio.run(together())
+    finally:
+        publisher.close()
+
+
+def test_takes_handed_over_together_reach_the_broker_in_handover_order_per_key(kafka_bootstrap):
+    topic = _topic(kafka_bootstrap)
+    takes = [[OutRecord(topic, f"k{n % 7}".encode(), f"{t}-{n:04d}".encode()) for n in range(700)] for t in range(3)]
+    refused = _in_one_round(Publisher({"bootstrap.servers": kafka_bootstrap}, flush_timeout_s=30), *takes)
+    assert refused == [[], [], []]
+    stored = read_topic({"bootstrap.servers": kafka_bootstrap}, topic, expected=2100, timeout_s=60, linger_s=1)
+    by_key: dict[bytes, list[bytes]] = {}
+    for message in stored:
+        by_key.setdefault(message.key(), []).append(message.value())
+    assert len(by_key) == 7
+    for key, values in by_key.items():
+        expected = [record.value for take in takes for record in take if record.key == key]
+        assert values == expected, f"records of {key!r} left out of order"
+
+
+def test_a_refusal_in_one_take_spares_the_take_sent_with_it(kafka_bootstrap):
+    topic = _topic(kafka_bootstrap, **{"max.message.bytes": "4096"})
+    first = [OutRecord(topic, b"k", f"first-{n}".encode()) for n in range(200)]
+    large = OutRecord(topic, b"k", os.urandom(64_000))
+    second = [OutRecord(topic, b"k", f"second-{n}".encode()) for n in range(200)]  # same partition: same batch
+    publisher = Publisher({"bootstrap.servers": kafka_bootstrap}, flush_timeout_s=30)
+    refused_first, refused_second = _in_one_round(publisher, first[:100] + [large] + first[100:], second)
+    assert [r.record for r in refused_first] == [large]
+    assert refused_second == []
+    stored = read_topic({"bootstrap.servers": kafka_bootstrap}, topic, expected=400, timeout_s=60, linger_s=1)
+    assert sorted(m.value() for m in stored) == sorted(r.value for r in first + second)
