@@ -595,6 +595,7 @@ def bench_pipeline(bootstrap: str, receipts: int, workdir: Path) -> dict:
         "passthrough_items_per_s": passthrough["items_per_s"],
         "ratio_passthrough_to_raw": passthrough["ratio_to_raw"],
         "ratio_pipeline_to_passthrough": round(headline["items_per_s"] / passthrough["items_per_s"], 3),
+        "passthrough": passthrough,
         "without_faust": without_faust,
         "batch_fill_mean": headline["batch_fill_mean"],
         "by_take_max_events": by_take,
