@@ -13,17 +13,18 @@ Records are sent in rounds: one round produces everything handed over since the 
 flushes. A take handed over while a round waits for the broker goes with the next round, together
 with any others that arrived meanwhile, so the acknowledgement wait (tens of milliseconds on a busy
 broker) is paid once per round, not once per take in a row. Records leave in the order ``send`` was
-called: one round at a time, each in call order, so outputs of one key stay in input order.
+called, one round at a time. Records that failed and are sent again (a transient error, or a batch
+refused as too large) go in rounds of their own, in their original order, before anything handed
+over later, so outputs of one key stay in input order across takes. One event loop at a time.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
@@ -43,11 +44,21 @@ Failures = list[tuple[OutRecord, KafkaError]]
 
 
 @dataclass(slots=True)
-class _Handover:
-    """Records from one ``send`` (or one retry), waiting for a round."""
+class _Delivery:
+    """One ``send``: complete when every part of it is acknowledged or refused for good."""
 
-    records: Sequence[OutRecord]
-    delivered: asyncio.Future[Failures]
+    result: asyncio.Future[list[RecordRejected]]
+    rejected: list[RecordRejected] = field(default_factory=list)
+    parts: int = 0  # parts queued or in a round
+
+
+@dataclass(slots=True)
+class _Part:
+    """Records of one delivery that go in the same round."""
+
+    records: list[OutRecord]
+    delivery: _Delivery
+    resent: bool = False  # a re-send: rounds of re-sends only, ahead of later handovers
     alone: bool = False  # a round of its own: a size refusal then concerns this record only
     failures: Failures = field(default_factory=list)
 
@@ -76,87 +87,109 @@ class Publisher:
         self._flush_timeout_s = flush_timeout_s
         # One I/O thread: flush blocks, and the event loop must not.
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kafka-producer")
-        self._waiting: list[_Handover] = []
+        self._waiting: list[_Part] = []
         self._rounds: asyncio.Task[None] | None = None
 
-    def send(self, records: Sequence[OutRecord]) -> Coroutine[Any, Any, list[RecordRejected]]:
+    def send(self, records: Sequence[OutRecord]) -> asyncio.Future[list[RecordRejected]]:
         """Hand the records over now, behind every earlier ``send``; await the result for their delivery.
 
         The result completes when every record is acknowledged, retrying transient failures, and
         lists the records the broker refused permanently; the caller decides where they go.
         """
-        return self._settle(self._hand_over(list(records)), alone=False)
+        loop = asyncio.get_running_loop()
+        if self._rounds is not None and self._rounds.get_loop() is not loop:
+            self._rounds, self._waiting = None, []  # left behind by a loop that was closed
+        delivery = _Delivery(loop.create_future())
+        if not records:
+            delivery.result.set_result([])
+            return delivery.result
+        self._queue([_Part(list(records), delivery)])
+        if self._rounds is None:
+            self._rounds = loop.create_task(self._send_rounds())
+        return delivery.result
 
     async def publish(self, records: Sequence[OutRecord]) -> list[RecordRejected]:
         return await self.send(records)
 
-    async def _settle(self, delivered: asyncio.Future[Failures], *, alone: bool) -> list[RecordRejected]:
-        """Wait for a handover's round; retry its transient failures, and re-send size refusals alone."""
-        rejected: list[RecordRejected] = []
-        while True:
-            pending: list[OutRecord] = []
-            too_large: list[OutRecord] = []
-            failures = await delivered
-            for record, error in failures:
-                if error.retriable() or error.code() in (KafkaError._MSG_TIMED_OUT, KafkaError._TRANSPORT):
-                    pending.append(record)
-                elif error.code() == KafkaError.MSG_SIZE_TOO_LARGE and not alone:
-                    too_large.append(record)
-                else:
-                    rejected.append(RecordRejected(record, error))
-            # The broker refuses a whole batch when one record in it is over the topic's limit, so the
-            # small records sent with it fail too: alone in a round, each one is judged on its own size.
-            for record in too_large:
-                rejected.extend(await self._settle(self._hand_over([record], alone=True), alone=True))
-            if not pending:
-                return rejected
-            log.warning("publish_retry records=%d error=%s", len(pending), failures[0][1].name())
-            await asyncio.sleep(_RETRY_PAUSE_S)
-            delivered = self._hand_over(pending, alone=alone)
-
-    def _hand_over(self, records: list[OutRecord], *, alone: bool = False) -> asyncio.Future[Failures]:
-        loop = asyncio.get_running_loop()
-        handover = _Handover(records, loop.create_future(), alone)
-        self._waiting.append(handover)
-        if self._rounds is None:
-            self._rounds = loop.create_task(self._send_rounds())
-        return handover.delivered
+    def _queue(self, parts: list[_Part], *, first: bool = False) -> None:
+        for part in parts:
+            part.delivery.parts += 1
+        self._waiting = parts + self._waiting if first else self._waiting + parts
 
     async def _send_rounds(self) -> None:
         loop = asyncio.get_running_loop()
-        batch: list[_Handover] = []
+        batch: list[_Part] = []
         try:
             while self._waiting:
                 batch = self._next_round()
                 try:
                     await loop.run_in_executor(self._io, self._produce_and_flush, batch)
                 except Exception as error:
-                    for handover in batch:
-                        if not handover.delivered.done():
-                            handover.delivered.set_exception(error)
+                    for part in batch:
+                        if not part.delivery.result.done():
+                            part.delivery.result.set_exception(error)
+                    self._waiting = [part for part in self._waiting if not part.delivery.result.done()]
                     continue
-                for handover in batch:
-                    if not handover.delivered.done():
-                        handover.delivered.set_result(handover.failures)
+                resend, transient = self._settle(batch)
+                batch = []
+                if resend:
+                    self._queue(resend, first=True)
+                    if transient:
+                        log.warning("publish_retry records=%d", sum(len(part.records) for part in resend))
+                        await asyncio.sleep(_RETRY_PAUSE_S)
         except asyncio.CancelledError:
-            for handover in batch + self._waiting:
-                handover.delivered.cancel()
-            self._waiting.clear()
+            for part in batch + self._waiting:
+                part.delivery.result.cancel()
+            self._waiting = []
             raise
         finally:
             self._rounds = None
 
-    def _next_round(self) -> list[_Handover]:
-        """Everything waiting, in order, up to a handover that must go alone (which then goes by itself)."""
+    def _next_round(self) -> list[_Part]:
+        """The next parts in order, up to one that may not share their round (which then goes next)."""
         waiting = self._waiting
-        if waiting[0].alone:
+        head = waiting[0]
+        if head.alone:
             count = 1
         else:
-            count = next((n for n, handover in enumerate(waiting) if handover.alone), len(waiting))
+            count = next(
+                (n for n, part in enumerate(waiting) if part.alone or part.resent != head.resent), len(waiting)
+            )
         batch, self._waiting = waiting[:count], waiting[count:]
         return batch
 
-    def _produce_and_flush(self, batch: Sequence[_Handover]) -> None:
+    @staticmethod
+    def _settle(batch: list[_Part]) -> tuple[list[_Part], bool]:
+        """Complete the deliveries this round finished; returns the parts to send again, in order."""
+        resend: list[_Part] = []
+        transient = False
+        for part in batch:
+            delivery = part.delivery
+            order = {id(record): n for n, record in enumerate(part.records)}
+            again: list[_Part] = []
+            pending: list[OutRecord] = []
+            for record, error in sorted(part.failures, key=lambda failure: order[id(failure[0])]):
+                if error.retriable() or error.code() in (KafkaError._MSG_TIMED_OUT, KafkaError._TRANSPORT):
+                    pending.append(record)
+                    transient = True
+                elif error.code() == KafkaError.MSG_SIZE_TOO_LARGE and not part.alone:
+                    # The broker refuses a whole batch when one record in it is over the topic's limit, so
+                    # the small records sent with it fail too: alone in a round, each is judged on its own size.
+                    if pending:
+                        again.append(_Part(pending, delivery, resent=True, alone=part.alone))
+                        pending = []
+                    again.append(_Part([record], delivery, resent=True, alone=True))
+                else:
+                    delivery.rejected.append(RecordRejected(record, error))
+            if pending:
+                again.append(_Part(pending, delivery, resent=True, alone=part.alone))
+            delivery.parts -= 1  # this part; the new ones are counted when queued
+            resend.extend(again)
+            if delivery.parts == 0 and not again and not delivery.result.done():
+                delivery.result.set_result(delivery.rejected)
+        return resend, transient
+
+    def _produce_and_flush(self, batch: Sequence[_Part]) -> None:
         # Only one round runs at a time (one I/O thread), so the producer's queue holds only its records.
         def on_failure(record: OutRecord, failures: Failures):
             def report(error: KafkaError | None, _message: object) -> None:
@@ -165,18 +198,18 @@ class Publisher:
 
             return report
 
-        for handover in batch:
-            for record in handover.records:
+        for part in batch:
+            for record in part.records:
                 while True:
                     try:
                         self._producer.produce(
-                            record.topic, record.value, record.key, on_delivery=on_failure(record, handover.failures)
+                            record.topic, record.value, record.key, on_delivery=on_failure(record, part.failures)
                         )
                         break
                     except BufferError:
                         self._producer.poll(0.1)  # local queue full: let deliveries drain
                     except KafkaException as error:
-                        handover.failures.append((record, error.args[0]))
+                        part.failures.append((record, error.args[0]))
                         break
         while (undelivered := self._producer.flush(self._flush_timeout_s)) > 0:
             log.warning("publish_slow undelivered=%d", undelivered)

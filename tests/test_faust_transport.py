@@ -16,7 +16,13 @@ import pytest
 from faust.transport import by_url
 from mode import Service
 
-from app.faust_transport import DERIVED_FROM, SCHEME, Transport, hand_off
+from app.faust_transport import DERIVED_FROM, SCHEME, Consumer, Transport, hand_off
+
+
+def _statements(source: str) -> list[str]:
+    """The code lines of a method without comments, blank lines and its signature."""
+    lines = [line.split("#", 1)[0].rstrip() for line in source.splitlines()[1:]]
+    return [line for line in lines if line.strip()]
 
 
 def test_the_copied_consumer_loop_matches_the_installed_faust():
@@ -25,6 +31,13 @@ def test_the_copied_consumer_loop_matches_the_installed_faust():
         "faust-streaming's Consumer._drain_messages changed: copy it again into app/faust_transport.py, "
         "keep the hand_off line, and update DERIVED_FROM"
     )
+    # The copy is Faust's loop with one statement replaced, nothing else edited.
+    faust_loop = "\n".join(_statements(installed)).replace(
+        "await self.wait_first(\n                                callback(message), self.suspend_flow.wait()\n                            )",
+        "await hand_off(self, callback(message), self.suspend_flow)",
+    )
+    assert "hand_off" in faust_loop, "the wait_first statement was not found in Faust's loop"
+    assert "\n".join(_statements(inspect.getsource(Consumer._drain_messages))) == faust_loop
 
 
 def test_the_scheme_resolves_to_the_transport_through_the_entry_point():
@@ -74,8 +87,9 @@ def test_a_waiting_delivery_is_abandoned_when_the_flow_is_suspended():
         async def deliver() -> None:
             try:
                 await queue.put(1)
-            finally:
-                cleaned_up.set()
+            except asyncio.CancelledError:
+                cleaned_up.set()  # cancelled by wait_first, not dropped and garbage-collected
+                raise
 
         handing = asyncio.create_task(hand_off(Service(), deliver(), suspend))
         await asyncio.sleep(0.01)

@@ -201,6 +201,24 @@ def test_a_failure_while_publishing_leaves_that_take_and_later_published_ones_un
     _run(scenario())
 
 
+def test_a_take_leaving_the_model_after_a_failure_hands_nothing_over():
+    async def scenario() -> None:
+        stages, recorder, takes = _line()
+        stages.failing.add("publish1")
+        stages.open("prepare1", "prepare2", "model1")
+        await takes.submit([1], 1)
+        await takes.submit([2], 2)
+        await _until(lambda: "model2:start" in stages.log, "take 2 in the model")
+        stages.open("publish1")  # take 1's delivery fails while take 2 is in the model
+        await _until(lambda: recorder.failures, "the delivery failure")
+        stages.open("model2", "publish2")
+        await asyncio.wait_for(takes.drain(), WAIT_S)
+        assert "model2:end" in stages.log and "handover2" not in stages.log
+        assert recorder.acked == []
+
+    _run(scenario())
+
+
 def test_a_failure_while_preparing_is_reported_once_and_stops_the_loop():
     async def scenario() -> None:
         stages, recorder, takes = _line()
