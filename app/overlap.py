@@ -144,8 +144,13 @@ class OverlappedTakes(Generic[M, T, P, O, R]):
                 return False
             await self._on_done(token, result)
             return True
-        except asyncio.CancelledError:
-            raise
+        except asyncio.CancelledError as cancelled:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # this take was abandoned (``cancel``): nothing to report
+            # Something this take waited on was cancelled (a delivery, at teardown): a failure like any other.
+            await self._fail(cancelled)
+            return False
         except Exception as error:
             await self._fail(error)
             return False

@@ -165,9 +165,9 @@ class Publisher:
         transient = False
         for part in batch:
             delivery = part.delivery
-            order = {id(record): n for n, record in enumerate(part.records)}
             again: list[_Part] = []
             pending: list[OutRecord] = []
+            order = {id(record): n for n, record in enumerate(part.records)} if part.failures else {}
             for record, error in sorted(part.failures, key=lambda failure: order[id(failure[0])]):
                 if error.retriable() or error.code() in (KafkaError._MSG_TIMED_OUT, KafkaError._TRANSPORT):
                     pending.append(record)

@@ -22,6 +22,7 @@ class GatedStages:
         self.log: list[str] = []
         self.gates: dict[str, asyncio.Event] = {}
         self.failing: set[str] = set()
+        self.delivering: dict[int, asyncio.Future] = {}
 
     def gate(self, name: str) -> asyncio.Event:
         return self.gates.setdefault(name, asyncio.Event())
@@ -48,7 +49,9 @@ class GatedStages:
 
     def publish(self, take, outcome):
         self.log.append(f"handover{take}")  # what the real stage does before returning: records to the producer
-        return self._delivered(take)
+        delivering = asyncio.ensure_future(self._delivered(take))
+        self.delivering[take] = delivering
+        return delivering
 
     async def _delivered(self, take):
         await self._stage(f"publish{take}")
@@ -236,6 +239,23 @@ def test_a_failure_while_preparing_is_reported_once_and_stops_the_loop():
         # Take 1 was already publishing when take 2 failed: it is acked, take 2 never reaches the model.
         assert len(recorder.failures) == 1 and recorder.acked == [1]
         assert "model2:start" not in stages.log and "prepare3:start" not in stages.log
+
+    _run(scenario())
+
+
+def test_a_delivery_cancelled_under_a_take_is_a_failure_not_a_silent_stop():
+    async def scenario() -> None:
+        stages, recorder, takes = _line()
+        stages.open("prepare1", "model1")
+        await takes.submit([1], 1)
+        await _until(lambda: "publish1:start" in stages.log, "take 1 delivering")
+        # The publisher's round is cancelled (event-loop teardown), not the take: the take must report it.
+        stages.delivering[1].cancel()
+        await asyncio.wait_for(takes.drain(), WAIT_S)
+        assert recorder.acked == [] and len(recorder.failures) == 1
+        assert isinstance(recorder.failures[0], asyncio.CancelledError)
+        with pytest.raises(LineStopped):
+            await takes.submit([2], 2)
 
     _run(scenario())
 
