@@ -17,7 +17,6 @@ from app.pipeline import Pipeline, Topics
 from app.publisher import Publisher
 from app.settings import Settings
 from model.enricher import Enricher
-from model.continuous_generation import ContinuousGenerator
 from model.generation import BatchGenerator
 from model.loader import ModelSpec, load_model
 from schemas.taxonomy import Taxonomy, load_taxonomy
@@ -38,6 +37,9 @@ def build_pipeline(settings: Settings, metrics: Metrics | None = None) -> Pipeli
     )
     close_generator = None
     if settings.continuous_batching:
+        # Imported only here: transformers' continuous batching pulls in torch._dynamo, ~3 s at every start.
+        from model.continuous_generation import ContinuousGenerator
+
         # The item limit stays the number of rows decoding at once; the planner's batches are fed to it.
         generator = ContinuousGenerator(loaded, max_time_s=settings.model_timeout_s, max_concurrent=settings.batch_max_items)
         # Its manager runs a thread that would keep the process alive after the worker stops.
