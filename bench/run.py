@@ -519,7 +519,7 @@ def _zero_cost_run(
     env["ENRICHER_TAKE_MAX_EVENTS"] = str(take_max_events)
     with log_path.open("wb") as log:
         worker = subprocess.Popen(
-            [sys.executable, "-m", module, *([] if module == "bench.passthrough_worker" else ["--stats", str(stats_path)])],
+            [sys.executable, "-m", module, "--stats", str(stats_path)],
             cwd=REPO_ROOT,
             env=env,
             stdout=log,
