@@ -58,18 +58,29 @@ def test_a_delivery_that_does_not_wait_finishes_in_the_call_without_tasks():
     asyncio.run(scenario())
 
 
+def _full_queue() -> asyncio.Queue[int]:
+    queue: asyncio.Queue[int] = asyncio.Queue(maxsize=1)
+    queue.put_nowait(0)
+    return queue
+
+
+async def _blocked_hand_off(delivery, interrupt: asyncio.Event) -> asyncio.Task[None]:
+    """Start the hand-off of a delivery that cannot finish yet; it must still be waiting a moment later."""
+    handing = asyncio.create_task(hand_off(Service(), delivery, interrupt))
+    await asyncio.sleep(0.01)
+    assert not handing.done()
+    return handing
+
+
 def test_a_delivery_that_waits_is_finished_when_room_appears():
     async def scenario() -> None:
-        queue: asyncio.Queue[int] = asyncio.Queue(maxsize=1)
-        queue.put_nowait(0)
+        queue = _full_queue()
 
         async def deliver() -> None:
             await asyncio.sleep(0)  # waits more than once before it is done
             await queue.put(1)
 
-        handing = asyncio.create_task(hand_off(Service(), deliver(), asyncio.Event()))
-        await asyncio.sleep(0.01)
-        assert not handing.done()
+        handing = await _blocked_hand_off(deliver(), asyncio.Event())
         assert queue.get_nowait() == 0
         await asyncio.wait_for(handing, 5)
         assert queue.get_nowait() == 1
@@ -79,8 +90,7 @@ def test_a_delivery_that_waits_is_finished_when_room_appears():
 
 def test_a_waiting_delivery_is_abandoned_when_the_flow_is_suspended():
     async def scenario() -> None:
-        queue: asyncio.Queue[int] = asyncio.Queue(maxsize=1)
-        queue.put_nowait(0)
+        queue = _full_queue()
         suspend = asyncio.Event()
         cleaned_up = asyncio.Event()
 
@@ -91,8 +101,7 @@ def test_a_waiting_delivery_is_abandoned_when_the_flow_is_suspended():
                 cleaned_up.set()  # cancelled by wait_first, not dropped and garbage-collected
                 raise
 
-        handing = asyncio.create_task(hand_off(Service(), deliver(), suspend))
-        await asyncio.sleep(0.01)
+        handing = await _blocked_hand_off(deliver(), suspend)
         suspend.set()  # what Faust's stop_flow does on a rebalance
         await asyncio.wait_for(handing, 5)
         await asyncio.wait_for(cleaned_up.wait(), 5)  # the delivery was cancelled, not left hanging
