@@ -271,7 +271,7 @@ def demo_run(out: Path, minutes: float) -> None:
 
 
 def _item_names() -> list[str]:
-    """10,000 real item names (dfc2021, ../shared/data) when present, else the demo's sample items."""
+    """10,000 real item names (VTB Data Fusion Contest 2021, beside the checkout) when present, else the demo's sample items."""
     import csv
 
     from app.samples import load_item_names

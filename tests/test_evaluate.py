@@ -10,7 +10,7 @@ from tests.conftest import REPO_ROOT
 
 pytestmark = pytest.mark.model
 
-BENCHMARK = REPO_ROOT.parent / "shared" / "data" / "receipt-parser-benchmark" / "benchmark_standard.csv"
+BENCHMARK = REPO_ROOT / "training" / "data" / "receipt-parser-benchmark" / "benchmark_standard.csv"
 
 
 def _evaluate(*args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -46,7 +46,6 @@ def test_evaluation_writes_consistent_json_and_markdown_reports(default_model, t
     assert "| category | " in compared and "+0.0 pt" in compared
 
 
-@pytest.mark.skipif(not BENCHMARK.exists(), reason="../shared/data is not beside this checkout")
 def test_benchmark_report_maps_categories_and_lists_tinkoff_rescored_and_published_peers(default_model, tmp_path):
     _evaluate(
         "--base", str(default_model.base), "--adapter", str(default_model.adapter),

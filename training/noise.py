@@ -1,7 +1,7 @@
 """How cash registers mangle product names: the noise model of the synthetic generator.
 
 Every rate is a probability per generated string (or per word where it says so). Shares measured
-on the real strings in ../shared/data (regexes as in tests/test_synth.py): of the 45 benchmark items
+on real strings (regexes as in tests/test_synth.py): of the 45 items of the receipt-parser benchmark
 44% are all upper case and 49% carry a glued unit (``500Г``), 11% a ``БЗМЖ`` mark; of the 10,000
 dfc2021 names (lower-cased by the organizers) 31% carry a glued unit, 0.8% a ``2 x 99.90`` tail
 and none a leading article code (the seed article's example has one, so a small rate is kept).
