@@ -111,7 +111,7 @@ class Settings(BaseSettings):
     merge_adapter: bool = False
     # Decode with transformers' continuous batching (model/continuous_generation.py): a row that ends makes room
     # for the next instead of padding until the batch's longest answer ends. Off by default: it relies on
-    # transformers 5.23 internals for the repetition guard (README "Performance").
+    # transformers 5.23 internals for the repetition guard (docs/performance.md).
     continuous_batching: bool = False
     torch_threads: int = Field(default=0, ge=0, description="0 = torch default")
 

@@ -271,16 +271,10 @@ def demo_run(out: Path, minutes: float) -> None:
 
 
 def _item_names() -> list[str]:
-    """10,000 real item names (VTB Data Fusion Contest 2021, beside the checkout) when present, else the demo's sample items."""
-    import csv
+    """The real item strings of the labelled set (training/data/labels): what production traffic looks like."""
+    from training.labels import read_rows
 
-    from app.samples import load_item_names
-
-    real = REPO_ROOT.parent / "shared" / "data" / "dfc2021" / "item_names_unlabeled.csv"
-    if real.exists():
-        with real.open(encoding="utf-8") as handle:
-            return [row["item_name"] for row in csv.DictReader(handle) if row["item_name"].strip()]
-    return load_item_names()
+    return [row.raw_name for row in read_rows()]
 
 
 def _environ() -> dict[str, str]:

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig, PreTrainedTokenizerBase
 
+from model.version import weights_version
 from schemas.events import ModelIdentity
 
 log = logging.getLogger(__name__)
@@ -138,32 +139,6 @@ def _require(path: Path, marker: str, what: str) -> None:
             f"{what} {problem} at {path}. Build the project's default model with `{BUILD_COMMAND}`, "
             "or point ENRICHER_MODEL_BASE_PATH / ENRICHER_MODEL_ADAPTER_PATH at a local model directory."
         )
-
-
-# What decides the answers: weights, the architecture and adapter configs, the tokenizer. Manifests are
-# left out: they carry build timings and paths, which differ between two builds of the same weights.
-_VERSIONED_FILES = ("config.json", "adapter_config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
-_VERSIONED_SUFFIXES = (".safetensors", ".bin")
-
-
-def weights_version(*directories: Path) -> str:
-    """A hash of the weight, config and tokenizer files in ``directories``: the model version.
-
-    It keys the shared answer cache, so two directories share a version only when they hold the same
-    weights and tokenizer, whatever machine or build wrote them. Reading the files costs about 1 s
-    per GB (an 8B base in bf16: ~16 s at start).
-    """
-    digest = hashlib.sha256()
-    for directory in directories:
-        files = sorted(
-            p for p in directory.iterdir()
-            if p.is_file() and (p.name in _VERSIONED_FILES or p.suffix in _VERSIONED_SUFFIXES)
-        )
-        for file in files:
-            digest.update(f"{directory.name}/{file.name}\0".encode())
-            with file.open("rb") as handle:
-                digest.update(hashlib.file_digest(handle, "sha256").digest())
-    return "sha256-" + digest.hexdigest()[:16]
 
 
 def load_tokenizer(path: Path) -> PreTrainedTokenizerBase:

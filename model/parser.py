@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from model.grounding import brand_is_grounded
+from model.casing import restore_case
+from model.product_noun import nominative_head
 from model.prompt import FIELD_SEPARATOR, NO_BRAND, clean_raw_name
 from schemas.events import ItemStatus
 from schemas.taxonomy import Category, Taxonomy, UnknownCategory
@@ -49,6 +51,8 @@ def parse_answer(answer: str, raw_name: str, taxonomy: Taxonomy) -> ParsedAnswer
 
     normalized = _field(parts, 0, MAX_NAME_CHARS)
     product = _field(parts, 1, MAX_FIELD_CHARS)
+    if product is not None:
+        product = nominative_head(product)
     brand = _field(parts, 2, MAX_FIELD_CHARS)
     if brand is not None and brand != NO_BRAND and not brand_is_grounded(brand, raw_name):
         # An invented brand also leaves the normalized name, which would otherwise still show it.
@@ -58,6 +62,8 @@ def parse_answer(answer: str, raw_name: str, taxonomy: Taxonomy) -> ParsedAnswer
     elif brand == NO_BRAND:
         brand = None
     category_text = parts[-1] if len(parts) >= _FIELD_COUNT else ""
+
+    normalized, product, brand = restore_case(normalized, product, brand)
 
     status = ItemStatus.OK if well_formed else ItemStatus.MALFORMED_ANSWER
     if normalized is None or product is None:

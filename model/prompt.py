@@ -36,13 +36,19 @@ def clean_raw_name(raw_name: str) -> str:
 
 
 def build_prompt(raw_name: str) -> str:
-    return f"{PROMPT_PREFIX}{clean_raw_name(raw_name)}{PROMPT_SUFFIX}"
+    """The model reads the item in lower case: registers print the same item in any case
+    (``СОК``, ``Сок``, ``сок``), and a small model would otherwise need every item in every case to learn it."""
+    return f"{PROMPT_PREFIX}{clean_raw_name(raw_name).lower()}{PROMPT_SUFFIX}"
 
 
 def format_answer(normalized_name: str, product: str, brand: str | None, category_name: str) -> str:
-    """The target text the model learns to produce (without the end-of-sequence token)."""
+    """The target text the model learns to produce (without the end-of-sequence token), in lower case.
+
+    Lower case like the prompt, so a word of the string is the same tokens in the answer; the parser
+    restores the display case (model/casing.py).
+    """
     fields = [normalized_name, product, brand or NO_BRAND, category_name]
     for field in fields:
         if FIELD_SEPARATOR in field or "\n" in field or not field.strip():
             raise ValueError(f"answer field {field!r} is empty or contains the separator or a newline")
-    return FIELD_SEPARATOR.join(field.strip() for field in fields)
+    return FIELD_SEPARATOR.join(field.strip() for field in fields).lower()

@@ -18,14 +18,25 @@ from schemas.taxonomy import load_taxonomy
 
 pytestmark = pytest.mark.model
 
-SEED_ARTICLE_ITEMS = [
-    "СОК СОЧН ДОЛ ПЕРСИК ЯБЛ 1,93Л",
-    "Вода мин. 0,55л Сердце Контине",
-    "36572156371 вино бон вояж совиньон бл 1.000 x 469.90",
-    "Колготки жен. 'INNAMORE' SUP SLIM 40 den (тон Nero) р-р 3",
-    "НАП Б/А НЕГАЗ ХОЛ ЗЕЛ ЧАЙ ЛИПТОН",
-    "БАТАРЕЙКА АЛК MAXIMUM AAA 2 ШТ.ENERGIZER",
-]
+# The seed article's examples with what any good build must read off them: product head noun,
+# category, and the brand where the string prints it.
+SEED_ARTICLE_ITEMS = {
+    "СОК СОЧН ДОЛ ПЕРСИК ЯБЛ 1,93Л": ("Сок", "beverages", "Сочная Долина"),
+    "Вода мин. 0,55л Сердце Контине": ("Вода", "beverages", "Сердце Континента"),
+    "36572156371 вино бон вояж совиньон бл 1.000 x 469.90": ("Вино", "alcohol", "Бон Вояж"),
+    "Колготки жен. 'INNAMORE' SUP SLIM 40 den (тон Nero) р-р 3": ("Колготки", "hosiery_underwear", "Innamore"),
+    "НАП Б/А НЕГАЗ ХОЛ ЗЕЛ ЧАЙ ЛИПТОН": ("Напиток", "beverages", "Lipton"),
+    "БАТАРЕЙКА АЛК MAXIMUM AAA 2 ШТ.ENERGIZER": ("Батарейка", "electronics", "Energizer"),
+}
+# A build is good when it gets most of them: per-item answers of a 4.5M-parameter model move between
+# builds on different CPUs (docs/model.md), so the bar is a share, not one build's exact answers.
+SEED_PRODUCTS_RIGHT = 5
+SEED_CATEGORIES_RIGHT = 4
+SEED_BRANDS_RIGHT = 3
+# On the gold split (real items no training saw): the dictionary rule's product score there is ~0.8.
+GOLD_SAMPLE = 300
+GOLD_PRODUCT_FLOOR = 0.75
+GOLD_CATEGORY_FLOOR = 0.6
 
 
 @pytest.fixture(scope="module")
@@ -33,20 +44,35 @@ def loaded(default_model):
     return load_model(ModelSpec(base_path=default_model.base, adapter_path=default_model.adapter))
 
 
-def test_the_seed_articles_examples_are_enriched_into_parsed_fields(loaded):
+def test_the_seed_articles_examples_are_read_into_their_product_category_and_brand(loaded):
+    from training.scoring import real_brand_right, real_product_right
+
     taxonomy = load_taxonomy()
-    answers = Enricher(BatchGenerator(loaded), taxonomy).enrich(SEED_ARTICLE_ITEMS)
-    by_item = dict(zip(SEED_ARTICLE_ITEMS, answers))
-    for item, answer in by_item.items():
+    answers = Enricher(BatchGenerator(loaded), taxonomy).enrich(list(SEED_ARTICLE_ITEMS))
+    products = categories = brands = 0
+    for (item, (product, category, brand)), answer in zip(SEED_ARTICLE_ITEMS.items(), answers):
         assert answer.status is ItemStatus.OK, (item, answer)
         assert answer.product and answer.normalized_name
-    # Regression guard on what the default model gets right today; the wine (lower case, article
-    # code, price tail) is a known miss reported in the README, so it is only required to parse.
-    assert by_item["СОК СОЧН ДОЛ ПЕРСИК ЯБЛ 1,93Л"].category.id == "beverages"
-    assert by_item["СОК СОЧН ДОЛ ПЕРСИК ЯБЛ 1,93Л"].product == "Сок"
-    assert by_item["Вода мин. 0,55л Сердце Контине"].product == "Вода минеральная"
-    assert by_item["Колготки жен. 'INNAMORE' SUP SLIM 40 den (тон Nero) р-р 3"].category.id == "hosiery_underwear"
-    assert by_item["БАТАРЕЙКА АЛК MAXIMUM AAA 2 ШТ.ENERGIZER"].product == "Батарейка"
+        products += real_product_right(answer.product, product)
+        categories += answer.category.id == category
+        brands += real_brand_right(answer.brand, brand)
+    summary = [(a.product, a.brand, a.category.id) for a in answers]
+    assert products >= SEED_PRODUCTS_RIGHT, summary
+    assert categories >= SEED_CATEGORIES_RIGHT, summary
+    assert brands >= SEED_BRANDS_RIGHT, summary
+
+
+def test_on_real_items_no_training_saw_the_model_reads_the_product_off_the_string(loaded):
+    from training.labels import gold_examples, read_rows
+    from training.scoring import Gold, Prediction, real_scores
+
+    gold = gold_examples(read_rows())[:GOLD_SAMPLE]
+    answers = Enricher(BatchGenerator(loaded), load_taxonomy()).enrich([e.raw_name for e in gold])
+    predictions = [Prediction(a.normalized_name, a.product, a.brand, a.category.id, a.status is ItemStatus.OK) for a in answers]
+    scores = real_scores([e.raw_name for e in gold], predictions, [Gold(e.normalized_name, e.product, e.brand, e.category) for e in gold])
+    assert scores["product"] >= GOLD_PRODUCT_FLOOR, scores
+    assert scores["category"] >= GOLD_CATEGORY_FLOOR, scores
+
 
 def test_batched_left_padded_generation_equals_one_by_one(loaded):
     generator = BatchGenerator(loaded)
@@ -54,8 +80,10 @@ def test_batched_left_padded_generation_equals_one_by_one(loaded):
     assert generator.generate(prompts) == [generator.generate([p])[0] for p in prompts]
 
 
-def test_identity_and_answer_budget_come_from_the_model_manifest(loaded):
-    assert loaded.identity.version.startswith("default-")
+def test_identity_names_the_adapter_and_versions_the_loaded_weights(loaded, default_model):
+    from model.version import weights_version
+
+    assert loaded.identity.version == weights_version(default_model.base, default_model.adapter)
     assert loaded.identity.adapter == "default-receipt-lora"
     assert 8 < loaded.max_new_tokens < 128
 

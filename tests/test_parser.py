@@ -104,3 +104,16 @@ def test_a_brand_the_raw_string_does_not_support_is_dropped_not_invented():
     assert grounded.brand == "Сочная Долина"
     transliterated = parse_answer("Чай Lipton##Холодный чай##Lipton##Напитки", "НАП ХОЛ ЗЕЛ ЧАЙ ЛИПТОН", TAXONOMY)
     assert transliterated.brand == "Lipton"
+
+
+def test_a_lower_case_answer_comes_out_in_display_case():
+    parsed = parse_answer("сок сочная долина персик-яблоко 1,93 л##сок##сочная долина##напитки", RAW, TAXONOMY)
+    assert parsed.normalized_name == "Сок Сочная Долина персик-яблоко 1,93 л"
+    assert (parsed.product, parsed.brand, parsed.category.id) == ("Сок", "Сочная Долина", "beverages")
+    cola = parse_answer("напиток coca-cola 0,5 л##напиток##coca-cola##напитки", "КОКА-КОЛА 0,5Л", TAXONOMY)
+    assert (cola.normalized_name, cola.brand) == ("Напиток Coca-Cola 0,5 л", "Coca-Cola")
+
+
+def test_an_inflected_head_noun_is_put_in_the_nominative():
+    parsed = parse_answer("колготки женские innamore##колготок женских##innamore##белье и колготки", "КОЛГОТОК INNAMORE", TAXONOMY)
+    assert parsed.product == "Колготки женских"

@@ -160,3 +160,49 @@ def test_tinkoffs_published_answers_score_as_measured_under_this_rule():
     assert scores["brand"] == pytest.approx(30.5 / 45)
     assert scores["category"] == pytest.approx(31 / 45)
     assert scores["parsed"] == pytest.approx(42 / 45)  # three rows came back empty
+
+
+def test_real_product_rule_is_the_gold_head_noun_first_or_among_the_words():
+    from training.scoring import real_product_right
+
+    assert real_product_right("Сок", "Сок")
+    assert real_product_right("Зубная паста", "Паста зубная")  # the head noun is one of its words
+    assert real_product_right("ЙОГУРТ питьевой", "Йогурт")
+    assert real_product_right("Ёлка", "елка")
+    assert not real_product_right("Напиток", "Сок")
+    assert not real_product_right(None, "Сок")
+
+
+def test_real_brand_rule_ignores_case_punctuation_and_script():
+    from training.scoring import real_brand_right
+
+    assert real_brand_right("Lipton", "ЛИПТОН")
+    assert real_brand_right("Head & Shoulders", "head shoulders")
+    assert real_brand_right(None, None) and real_brand_right("-", None)
+    assert not real_brand_right("Lipton", None) and not real_brand_right(None, "Lipton")
+
+
+def test_names_grounded_accepts_words_abbreviations_typos_and_the_brand_only():
+    from training.scoring import grounded_words
+
+    assert grounded_words("Сок Сочная Долина персик-яблоко 1,93 л", "СОК СОЧН ДОЛ ПЕРСИК ЯБЛ 1,93Л", "Сочная Долина") == (6, 6)
+    supported, total = grounded_words("Сок яблочный Добрый", "СОК ЯБЛ 1Л", None)
+    assert (supported, total) == (2, 3)  # "Добрый" is invented
+
+
+def test_real_scores_report_brand_precision_and_coverage():
+    from training.scoring import real_scores
+
+    raws = ["ЧАЙ LIPTON", "СОК ЯБЛ", "МОЛОКО"]
+    golds = [Gold("Чай Lipton", "Чай", "Lipton", "tea_coffee"), Gold("Сок", "Сок", None, "beverages"), Gold("Молоко", "Молоко", None, "dairy")]
+    predictions = [
+        Prediction("Чай Lipton", "Чай", "Lipton", "tea_coffee", True),
+        Prediction("Сок", "Сок", "Ябл", "beverages", True),
+        Prediction("Молоко", "Молоко", None, "beverages", True),
+    ]
+    scores = real_scores(raws, predictions, golds)
+    assert scores["product"] == 1.0
+    assert scores["brand"] == pytest.approx(2 / 3)
+    assert scores["brand_precision"] == 0.5 and scores["brand_coverage"] == pytest.approx(2 / 3)
+    assert scores["brand_when_present"] == 1.0
+    assert scores["category"] == pytest.approx(2 / 3)

@@ -103,7 +103,14 @@ def build(
     max_tokens: int = 128,
     validation_share: float = 0.05,
     test_share: float = 0.05,
+    exclude_keys: frozenset[str] = frozenset(),
+    augment_train: Callable[[list[LabeledExample]], list[LabeledExample]] | None = None,
 ) -> dict:
+    """Read, deduplicate, drop ``exclude_keys`` (a gold split's item keys), split, write.
+
+    ``augment_train`` adds variants to the train split only, after splitting, so a variant never
+    crosses into validation or test.
+    """
     taxonomy = load_taxonomy()
     examples: list[LabeledExample] = []
     for path in inputs:
@@ -112,14 +119,23 @@ def build(
         from training.synth import generate
 
         examples.extend(generate(synthetic, seed))
+    excluded = sum(item_key(e.raw_name) in exclude_keys for e in examples)
+    examples = [e for e in examples if item_key(e.raw_name) not in exclude_keys]
     unique = deduplicate(examples)
     dropped: list[int] = []
     if count_tokens is not None:
         unique, dropped = filter_by_tokens(unique, count_tokens, max_tokens, taxonomy)
     splits = split_examples(unique, validation_share, test_share)
+    augmented = 0
+    if augment_train is not None:
+        variants = augment_train(splits["train"])
+        augmented = len(variants)
+        splits["train"] = splits["train"] + variants
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest: dict = {
-        "inputs": {str(p): _sha256(p) for p in inputs},
+        "inputs": {Path(p).name: _sha256(p) for p in inputs},
+        "excluded_gold_keys": excluded,
+        "train_variants_added": augmented,
         "synthetic": {"count": synthetic, "seed": seed} if synthetic else None,
         "examples_read": len(examples),
         "duplicates_removed": len(examples) - len(deduplicate(examples)),

@@ -1,13 +1,20 @@
 """Evaluate a model directory on labeled data or on the 45-item receipt-parser benchmark.
 
     python -m training.evaluate --base B [--adapter A] [--mode adapter|merged|zero-shot|few-shot] \
-        (--data test.jsonl | --benchmark benchmark_standard.csv | --unlabeled names.csv) --out reports/NAME
+        (--gold | --data test.jsonl | --benchmark benchmark_standard.csv | --unlabeled names.csv) \
+        [--brand-counts brand_counts.csv] --out reports/NAME
     python -m training.evaluate --compare reports/a.json reports/b.json
 
 Modes: ``adapter`` base + LoRA adapter; ``merged`` a merged model in --base, no adapter; ``zero-shot``
 and ``few-shot`` the base prompted with an instruction (and --shots solved examples drawn from
 --shots-from, the train split) in front of the serving prompt, no adapter. Every mode runs the
 service's own Enricher (model/enricher.py): same prompt, same batched generation, same parser.
+
+``--gold`` scores the gold split of the real labelled items (training/data/labels) under the
+real-receipt rules (training/scoring.py: head noun, brand across scripts, brand precision and
+coverage, grounded names), with the dictionary rule (training/rule_baseline.py) scored beside it:
+its brands come from ``--brand-counts`` (the VTB Data Fusion Contest 2021 brand labels, ``brand,count``),
+else from the receipt-parser brand lists shipped in training/data.
 
 Writes NAME.json and NAME.md, prints the table, the worst category confusions and the worst items.
 On the benchmark, Tinkoff's published answers (benchmark_tinkoff_service_predictions.csv beside it)
@@ -34,14 +41,18 @@ from schemas.events import ItemStatus
 from schemas.taxonomy import Taxonomy, load_taxonomy
 from training.examples import LabeledExample, read_jsonl
 from training.fewshot import fewshot_prefix, select_shots
+from training.labels import gold_examples, read_rows
+from training.rule_baseline import DictionaryRule, first_noun, read_brand_counts
 from training.scoring import (
     Gold,
     Prediction,
     benchmark_points,
     benchmark_scores,
-    exact_points,
-    exact_scores,
+    name_similarity,
     per_class,
+    real_brand_right,
+    real_product_right,
+    real_scores,
     worst_confusions,
 )
 
@@ -56,7 +67,14 @@ TINKOFF_RESCORED = "Tinkoff receipt service (its published answers, this rule)"
 FLOOR = "floor: first word as product, no brand, commonest class"
 MODES = ("adapter", "merged", "zero-shot", "few-shot")
 WORST = 10
-TABLE_FIELDS = ("parsed", "product", "brand", "brand_when_present", "category", "category_macro_f1", "name_similarity", "items_per_second")
+TABLE_FIELDS = (
+    "parsed", "product", "brand", "brand_when_present", "brand_precision", "brand_coverage",
+    "category", "category_macro_f1", "names_grounded", "name_similarity", "items_per_second",
+)
+SHIPPED_BRAND_LISTS = ("brands_ru.csv", "brands_en.csv")
+BENCHMARK_DIR = Path(__file__).resolve().parent / "data" / "receipt-parser-benchmark"
+RULE = "dictionary rule: first Cyrillic word, longest listed brand"
+NOUN_RULE = "pymorphy3 rule: first noun as written (product only)"
 
 
 class PromptTooLong(ValueError):
@@ -198,20 +216,65 @@ def _worst(items: list[dict]) -> list[dict]:
     return sorted(items, key=lambda item: (sum(item["points"].values()), item["raw"]))[:WORST]
 
 
+def rule_brands(path: Path | None) -> tuple[list[str], str]:
+    """The dictionary rule's brand list and where it came from."""
+    if path is not None:
+        return read_brand_counts(path), f"{path.name} (count >= 50)"
+    brands = []
+    for name in SHIPPED_BRAND_LISTS:
+        with (BENCHMARK_DIR / name).open(encoding="utf-8", newline="") as source:
+            brands += [row[0] for row in csv.reader(source) if row and row[0].strip() and row[0] != "brand"]
+    return brands, "receipt-parser brand lists (--brand-counts not given)"
+
+
+def rule_predictions(raws: Sequence[str], brands: Sequence[str], category: str) -> tuple[list[Prediction], list[Prediction]]:
+    """The dictionary rule's and the pymorphy3 rule's answers; neither picks a category, so both say ``category``."""
+    rule = DictionaryRule(brands)
+    dictionary = [Prediction(raw, rule.product(raw), rule.brand(raw), category, True) for raw in raws]
+    nouns = [Prediction(raw, first_noun(raw), None, category, True) for raw in raws]
+    return dictionary, nouns
+
+
+def _real_points(raw: str, prediction: Prediction, gold: Gold) -> dict[str, float]:
+    return {
+        "product": float(real_product_right(prediction.product, gold.product)),
+        "brand": float(real_brand_right(prediction.brand, gold.brand)),
+        "category": float(prediction.category == gold.category),
+        "name_similarity": name_similarity(prediction.normalized_name, gold.normalized_name),
+    }
+
+
 def evaluate_labeled(args: argparse.Namespace, taxonomy: Taxonomy, shots: Sequence[LabeledExample]) -> dict:
-    examples = list(read_jsonl(args.data))[: args.limit]
+    if args.gold:
+        examples = gold_examples(read_rows())[: args.limit]
+        data_path = Path(__file__).resolve().parent / "data" / "labels" / "items.tsv"
+    else:
+        examples = list(read_jsonl(args.data))[: args.limit]
+        data_path = args.data
     raws = [e.raw_name for e in examples]
     golds = [Gold(e.normalized_name, e.product, e.brand, e.category) for e in examples]
     answers, items_per_second, identity = enrich(raws, args, taxonomy, shots)
     predictions = [_prediction(a, a.category.id) for a in answers]
     items = [
-        _item(raw, p, g, exact_points(p, g), a.status.value) for raw, p, g, a in zip(raws, predictions, golds, answers)
+        _item(raw, p, g, _real_points(raw, p, g), a.status.value) for raw, p, g, a in zip(raws, predictions, golds, answers)
     ]
+    brands, brand_source = rule_brands(args.brand_counts)
+    commonest = Counter(g.category for g in golds).most_common(1)[0][0] if golds else taxonomy.fallback.id
+    dictionary, nouns = rule_predictions(raws, brands, commonest)
+    rule_scores = real_scores(raws, dictionary, golds)
+    noun_scores = real_scores(raws, nouns, golds)
+    scores = real_scores(raws, predictions, golds)
+    scores["name_similarity"] = sum(i["points"]["name_similarity"] for i in items) / max(1, len(items))
     return {
         "model": identity,
-        "data": {"path": str(args.data), "sha256": _sha256(args.data)},
-        "scoring": "exact match per field; rules in training/scoring.py",
-        "scores": {**exact_scores(predictions, golds), "items_per_second": round(items_per_second, 1)},
+        "data": {"path": str(data_path), "sha256": _sha256(data_path), **({"split": "gold"} if args.gold else {})},
+        "scoring": "real-receipt rules in training/scoring.py (product head noun, brand across scripts)",
+        "peers": {
+            f"{RULE} [{brand_source}]": {"source": "training.rule_baseline.DictionaryRule", "scores": {
+                k: v for k, v in rule_scores.items() if k not in ("category", "category_macro_f1", "names_grounded", "parsed")}},
+            NOUN_RULE: {"source": "training.rule_baseline.first_noun", "scores": {"product": noun_scores["product"]}},
+        },
+        "scores": {**scores, "items_per_second": round(items_per_second, 1)},
         "statuses": dict(Counter(a.status.value for a in answers)),
         "per_category": per_class([p.category for p in predictions], [g.category for g in golds]),
         "worst_confusions": worst_confusions([p.category for p in predictions], [g.category for g in golds]),
@@ -251,6 +314,12 @@ def evaluate_benchmark(args: argparse.Namespace, taxonomy: Taxonomy, shots: Sequ
             "source": {"path": str(tinkoff_path), "sha256": _sha256(tinkoff_path)},
             "scores": benchmark_scores(tinkoff, golds),
         }
+    brands, brand_source = rule_brands(args.brand_counts)
+    dictionary, _ = rule_predictions(raws, brands, Counter(g.category for g in golds).most_common(1)[0][0])
+    rule = benchmark_scores(dictionary, golds)
+    report["peers"][f"{RULE} [{brand_source}]"] = {
+        "source": "training.rule_baseline.DictionaryRule", "scores": {k: v for k, v in rule.items() if k not in ("parsed", "category")}
+    }
     floor = benchmark_scores(floor_predictions(raws, golds), golds)
     report["peers"][FLOOR] = {"source": "training.evaluate.floor_predictions", "scores": {k: v for k, v in floor.items() if k != "parsed"}}
     return report
@@ -342,7 +411,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--base", type=Path, help="base model directory (or a merged model with --mode merged)")
     parser.add_argument("--adapter", type=Path, help="LoRA adapter directory (--mode adapter)")
     parser.add_argument("--mode", choices=MODES, help="default: adapter when --adapter is given, else merged")
-    parser.add_argument("--data", type=Path, help="labeled JSONL (a test split): exact-match scoring")
+    parser.add_argument("--gold", action="store_true", help="the gold split of the real labelled items (training/data/labels)")
+    parser.add_argument("--data", type=Path, help="labeled JSONL (a test split), scored like the gold split")
+    parser.add_argument("--brand-counts", type=Path, help="brand,count CSV for the dictionary rule's brands (count >= 50)")
     parser.add_argument("--benchmark", type=Path, help="receipt-parser's benchmark_standard.csv: benchmark scoring")
     parser.add_argument("--tinkoff", type=Path, help=f"Tinkoff's answers to score alike (default: {TINKOFF_PREDICTIONS} beside --benchmark)")
     parser.add_argument("--unlabeled", type=Path, help="CSV with an item_name column: survey real items without labels")
@@ -357,8 +428,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.compare:
         print(compare([json.loads(p.read_text(encoding="utf-8")) for p in args.compare]))
         return
-    if not args.base or not args.out or sum(bool(x) for x in (args.data, args.benchmark, args.unlabeled)) != 1:
-        parser.error("--base, --out and exactly one of --data/--benchmark/--unlabeled are required")
+    if not args.base or not args.out or sum(bool(x) for x in (args.gold, args.data, args.benchmark, args.unlabeled)) != 1:
+        parser.error("--base, --out and exactly one of --gold/--data/--benchmark/--unlabeled are required")
     args.mode = args.mode or ("adapter" if args.adapter else "merged")
     if args.mode == "adapter" and not args.adapter:
         parser.error("--mode adapter needs --adapter")

@@ -173,13 +173,22 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: SFT
     trainer, tokenizer, train, validation = build_trainer(model_args, data_args, training_args)
     resume_from = _last_checkpoint(output_dir) if training_args.resume else None
     result = trainer.train(resume_from_checkpoint=resume_from)
+    # Every rank takes part in saving: under ZeRO-3 the weights are gathered from all of them.
+    trainer.save_model(str(output_dir))
+    metrics = {"train": result.metrics, "log_history": trainer.state.log_history}
+    if validation is not None:
+        metrics["eval"] = trainer.evaluate()
+    if not trainer.is_world_process_zero():
+        return output_dir
 
-    trainer.model.save_pretrained(output_dir)
     tokenizer.save_pretrained(output_dir)
     config = {
         "model": asdict(model_args),
         "data": asdict(data_args),
         "training": json.loads(training_args.to_json_string()),
+        "world_size": training_args.world_size,
+        # Read from the engine, not the config file: the proof that DeepSpeed really ran this stage.
+        "deepspeed_zero_stage": trainer.model_wrapped.zero_optimization_stage() if trainer.is_deepspeed_enabled else None,
     }
     (output_dir / "run_config.json").write_text(json.dumps(config, ensure_ascii=False, indent=2), encoding="utf-8")
     data_manifest = {
@@ -192,9 +201,6 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: SFT
         "validation_examples": len(validation) if validation is not None else 0,
     }
     (output_dir / "data_manifest.json").write_text(json.dumps(data_manifest, indent=2), encoding="utf-8")
-    metrics = {"train": result.metrics, "log_history": trainer.state.log_history}
-    if validation is not None:
-        metrics["eval"] = trainer.evaluate()
     (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
     manifest = {
         "adapter": model_args.adapter_name,

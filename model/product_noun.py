@@ -1,0 +1,46 @@
+"""Put the product's head noun in the nominative, keeping its number (pure; pymorphy3, no torch).
+
+The product starts with its head noun (training/labelling.md). A model that copies the word as a
+register printed it gives inflected forms (``колготок``, ``йогурта``); the product field is a name,
+so the noun is put in the nominative. Only a word that has no nominative noun reading is changed:
+``батарейки`` (genitive singular or nominative plural) stays as it is.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import pymorphy3
+
+
+@lru_cache(maxsize=1)
+def _analyzer() -> pymorphy3.MorphAnalyzer:
+    # ~0.3 s and ~15 MB to load the Russian dictionaries that ship in pymorphy3-dicts-ru.
+    return pymorphy3.MorphAnalyzer()
+
+
+@lru_cache(maxsize=1 << 14)
+def _nominative(word: str) -> str:
+    nouns = [p for p in _analyzer().parse(word) if "NOUN" in p.tag and p.is_known]
+    if not nouns or any("nomn" in p.tag for p in nouns):
+        return word
+    best = nouns[0]
+    wanted = {"nomn", best.tag.number} if best.tag.number else {"nomn"}
+    inflected = best.inflect(wanted)
+    return inflected.word if inflected is not None else word
+
+
+def nominative_head(product: str) -> str:
+    """``product`` with its first word in the nominative when that word is an inflected Russian noun."""
+    head, _, rest = product.partition(" ")
+    if not head.isalpha() or not all("а" <= ch <= "я" or ch == "ё" for ch in head.lower()):
+        return product
+    lowered = head.lower()
+    normal = _nominative(lowered)
+    if normal == lowered:
+        return product
+    if head.isupper() and len(head) > 1:
+        normal = normal.upper()
+    elif head[0].isupper():
+        normal = normal[0].upper() + normal[1:]
+    return f"{normal} {rest}" if rest else normal
