@@ -7,11 +7,13 @@ import time
 from collections.abc import Sequence
 
 import torch
-from transformers import StoppingCriteria, StoppingCriteriaList
+from transformers import LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
 
+from model.answer_constraints import AnswerConstraints
 from model.enricher import GenerationTimeout
 from model.loader import LoadedModel
 from model.prompt import build_prompt
+from schemas.taxonomy import load_taxonomy
 
 
 class _Deadline(StoppingCriteria):
@@ -80,10 +82,16 @@ class TokenizingGenerator:
 
 
 class BatchGenerator(TokenizingGenerator):
-    def __init__(self, loaded: LoadedModel, max_time_s: float | None = None) -> None:
-        """``max_time_s`` bounds one ``generate`` call; past it the batch raises GenerationTimeout."""
+    def __init__(self, loaded: LoadedModel, max_time_s: float | None = None, constrained: bool = True) -> None:
+        """``max_time_s`` bounds one ``generate`` call; past it the batch raises GenerationTimeout.
+
+        ``constrained``: decode under model/answer_constraints.py (product from the string's words,
+        category from the taxonomy); off only to measure what the constraint changes.
+        """
         super().__init__(loaded)
         self._model = loaded.model
+        self._head_nouns = loaded.head_nouns
+        self._category_names = [c.name for c in load_taxonomy().categories] if constrained else None
         self._max_time_s = max_time_s
         self.no_repeat_ngram_size = NO_REPEAT_NGRAM_SIZE
         # generate() is not re-entrant on one model; the service calls from one thread, tools may not.
@@ -96,6 +104,12 @@ class BatchGenerator(TokenizingGenerator):
         with self._lock, torch.inference_mode():
             # Started inside the lock: time spent waiting for another caller is not this batch's fault.
             deadline = _Deadline(self._max_time_s) if self._max_time_s else None
+            with self._tokenizer_lock:
+                processors = LogitsProcessorList(
+                    [AnswerConstraints(self._tokenizer, prompts, self._category_names, self._head_nouns)]
+                    if self._category_names is not None
+                    else []
+                )
             output = self._model.generate(
                 **inputs,
                 max_new_tokens=self.max_new_tokens,
@@ -106,6 +120,7 @@ class BatchGenerator(TokenizingGenerator):
                 pad_token_id=self._tokenizer.pad_token_id,
                 eos_token_id=self._tokenizer.eos_token_id,
                 stopping_criteria=StoppingCriteriaList([deadline] if deadline else []),
+                logits_processor=processors,
             )
         if deadline is not None and deadline.expired:
             raise GenerationTimeout(

@@ -22,6 +22,7 @@ from schemas.events import ModelIdentity
 
 log = logging.getLogger(__name__)
 
+HEAD_NOUNS_NAME = "head_nouns.txt"
 MANIFEST_NAME = "manifest.json"
 BUILD_COMMAND = "python -m training.build_default_model"
 # Only for a model directory without a manifest (e.g. a merged model from elsewhere): four short fields.
@@ -60,6 +61,8 @@ class LoadedModel:
     device: torch.device
     max_new_tokens: int
     merged: bool = False
+    # Head nouns the decoding constraint may open an abbreviation to (model/answer_constraints.py).
+    head_nouns: tuple[str, ...] = ()
 
 
 def resolve_device(device: str) -> torch.device:
@@ -215,7 +218,17 @@ def load_model(spec: ModelSpec) -> LoadedModel:
         device=device,
         max_new_tokens=int(max_new_tokens),
         merged=spec.merge_adapter,
+        head_nouns=read_head_nouns(*(p for p in (adapter_path, base_path) if p is not None)),
     )
+
+
+def read_head_nouns(*directories: Path) -> tuple[str, ...]:
+    """The first ``head_nouns.txt`` found (one lower-case noun per line); none: no abbreviations are opened."""
+    for directory in directories:
+        path = directory / HEAD_NOUNS_NAME
+        if path.exists():
+            return tuple(line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
+    return ()
 
 
 def _check_mergeable(spec: ModelSpec, adapter_path: Path | None) -> None:

@@ -13,7 +13,10 @@ from pathlib import Path
 # What decides the answers: weights, the architecture and adapter configs, the tokenizer. Manifests are
 # left out: they carry build timings, which differ between two builds of the same weights; so are the
 # configs' `*name_or_path` fields, which hold the directory a model was built in.
-_VERSIONED_FILES = ("config.json", "adapter_config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
+_VERSIONED_FILES = (
+    "config.json", "adapter_config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+    "head_nouns.txt",  # the decoding constraint's known head nouns (model/answer_constraints.py)
+)
 _VERSIONED_SUFFIXES = (".safetensors", ".bin")
 
 

@@ -26,7 +26,8 @@ def prompts():
 
 @pytest.fixture(scope="module")
 def static_answers(loaded, prompts):
-    generator = BatchGenerator(loaded)
+    # The continuous generator does not yet decode under the answer constraints (docs/model.md).
+    generator = BatchGenerator(loaded, constrained=False)
     return [answer for start in range(0, len(prompts), 16) for answer in generator.generate(prompts[start : start + 16])]
 
 

@@ -22,7 +22,7 @@ def _evaluate(*args: str, check: bool = True) -> subprocess.CompletedProcess:
 
 def test_evaluation_writes_consistent_json_and_markdown_reports(default_model, tmp_path):
     out = tmp_path / "heldout"
-    test_split = default_model.base.parent / "data" / "test.jsonl"
+    test_split = default_model.base.parent / "data" / "gold.jsonl"
     printed = _evaluate(
         "--base", str(default_model.base), "--adapter", str(default_model.adapter),
         "--data", str(test_split), "--limit", "40", "--out", str(out),
@@ -64,7 +64,7 @@ def test_few_shot_baseline_runs_through_the_enricher_with_shots_from_distinct_ca
     data = default_model.base.parent / "data"
     _evaluate(
         "--base", str(default_model.base), "--mode", "few-shot", "--shots-from", str(data / "train.jsonl"),
-        "--no-category-list", "--data", str(data / "test.jsonl"), "--limit", "8", "--out", str(tmp_path / "fewshot"),
+        "--no-category-list", "--data", str(data / "gold.jsonl"), "--limit", "8", "--out", str(tmp_path / "fewshot"),
     )
     report = json.loads((tmp_path / "fewshot.json").read_text(encoding="utf-8"))
     assert report["adapter"] is None and report["model"]["adapter"] is None
@@ -75,7 +75,7 @@ def test_few_shot_baseline_runs_through_the_enricher_with_shots_from_distinct_ca
 def test_a_baseline_prompt_longer_than_the_context_stops_with_advice(default_model, tmp_path):
     result = _evaluate(
         "--base", str(default_model.base), "--mode", "zero-shot",
-        "--data", str(default_model.base.parent / "data" / "test.jsonl"), "--limit", "4", "--out", str(tmp_path / "zero"),
+        "--data", str(default_model.base.parent / "data" / "gold.jsonl"), "--limit", "4", "--out", str(tmp_path / "zero"),
         check=False,
     )
     # The category list alone is ~190 tokens; with the answer budget it exceeds the small model's 256.

@@ -148,7 +148,7 @@ def test_the_deepspeed_launcher_trains_on_two_cpu_ranks_and_the_adapter_loads(co
             "--base_path", str(base),
             "--train_file", str(data / "real.jsonl"),
             "--output_dir", str(run_dir),
-            "--max_steps", "30",
+            "--max_steps", "45",
             "--learning_rate", "1e-2",
             "--lora_modules_to_save", "lm_head",
             "--per_device_train_batch_size", "8",

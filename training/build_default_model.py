@@ -23,7 +23,8 @@ from pathlib import Path
 import torch
 
 from model.item_key import item_key
-from model.loader import MANIFEST_NAME, ModelSpec, load_model, weights_version
+from model.loader import HEAD_NOUNS_NAME, MANIFEST_NAME, ModelSpec, load_model
+from model.version import weights_version
 from schemas.taxonomy import load_taxonomy
 from training.base_model import BaseModelConfig, pretrain_base
 from training.dataset import build as build_dataset
@@ -71,6 +72,15 @@ def gold_accuracy(base: Path, adapter: Path, gold: list[LabeledExample]) -> dict
     golds = [Gold(e.normalized_name, e.product, e.brand, e.category) for e in gold]
     scores = real_scores([e.raw_name for e in gold], predictions, golds)
     return {**{k: round(v, 4) for k, v in scores.items()}, "items_per_second_batch64": round(len(gold) / max(seconds, 1e-9), 1)}
+
+
+def write_head_nouns(adapter_dir: Path, examples: list[LabeledExample]) -> int:
+    """The head nouns of the real training labels, for the decoding constraint (model/answer_constraints.py)."""
+    from training.scoring import head_noun
+
+    nouns = sorted({head_noun(e.product) for e in examples} - {""})
+    (adapter_dir / HEAD_NOUNS_NAME).write_text("\n".join(nouns) + "\n", encoding="utf-8")
+    return len(nouns)
 
 
 def make_deterministic(seed: int) -> None:
@@ -139,6 +149,7 @@ def build(out: Path, seed: int) -> dict:
         ]
     )
     sft.run(model_args, data_args, training_args)
+    write_head_nouns(adapter_dir, real)
     timings["adapter_s"] = round(time.perf_counter() - mark, 1)
 
     mark = time.perf_counter()

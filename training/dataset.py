@@ -170,7 +170,14 @@ def main(argv: list[str] | None = None) -> None:
 
         tokenizer = load_tokenizer(args.tokenizer)
         count_tokens = lambda texts: [len(ids) for ids in tokenizer(texts)["input_ids"]]  # noqa: E731
-    manifest = build(args.input, args.out, synthetic=args.synthetic, seed=args.seed, count_tokens=count_tokens, max_tokens=args.max_tokens)
+    from training.labels import gold_examples, read_rows
+
+    # The gold split is the test set of every model: its item keys never enter a training split.
+    gold_keys = frozenset(item_key(e.raw_name) for e in gold_examples(read_rows()))
+    manifest = build(
+        args.input, args.out, synthetic=args.synthetic, seed=args.seed, count_tokens=count_tokens,
+        max_tokens=args.max_tokens, exclude_keys=gold_keys,
+    )
     if tokenizer is not None:
         from training.tokenizer import efficiency
 

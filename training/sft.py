@@ -134,6 +134,13 @@ def build_trainer(model_args: ModelArguments, data_args: DataArguments, training
     """Load the base through the serving loader, attach a fresh LoRA adapter, build the Trainer."""
     from peft import get_peft_model, prepare_model_for_kbit_training
 
+    if training_args.deepspeed:
+        import deepspeed
+
+        # Under ZeRO-3 from_pretrained partitions the weights as it loads them (zero.Init), which reads
+        # the world size from DeepSpeed's own communicator: without it, one rank of two thinks it is alone.
+        _ = training_args.device
+        deepspeed.init_distributed()
     loaded = load_model(
         ModelSpec(base_path=Path(model_args.base_path), quantize_4bit=model_args.quantize_4bit, for_training=True)
     )
