@@ -21,7 +21,7 @@ from confluent_kafka import Consumer, Message, TopicPartition
 from app.overlap import OverlappedTakes
 from app.pipeline import InMessage, TakeResult
 from app.settings import Settings
-from bench.zero_cost_worker import ZeroCostRun, parse_stats_path
+from bench.zero_cost_worker import ZeroCostRun, parse_bench_args
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ async def _consume(settings: Settings, run: ZeroCostRun) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    stats_path = parse_stats_path(argv, __doc__)
+    stats_path = parse_bench_args(argv, __doc__).stats
     settings = Settings()
     logging.basicConfig(level=settings.log_level, format="ts=%(asctime)s level=%(levelname)s logger=%(name)s event=%(message)s")
     run = ZeroCostRun(settings)

@@ -19,7 +19,7 @@ from app.pipeline import InMessage, TakeResult
 from app.publisher import OutRecord, Publisher
 from app.settings import Settings
 from app.worker import freeze_loaded_heap
-from bench.zero_cost_worker import parse_stats_path
+from bench.zero_cost_worker import parse_bench_args
 
 
 class CopyStages:
@@ -49,7 +49,7 @@ class CopyStages:
 def main(argv: list[str] | None = None) -> None:
     # Takes --stats like every bench worker, so bench/run.py starts them all alike; there is no enricher
     # here, so nothing is written there (the bench reads a missing file as no batches).
-    parse_stats_path(argv, __doc__)
+    parse_bench_args(argv, __doc__)
     settings = Settings()
     logging.basicConfig(level=settings.log_level, format="ts=%(asctime)s level=%(levelname)s logger=%(name)s event=%(message)s")
     publisher = Publisher(settings.producer_config(), settings.produce_timeout_s)
