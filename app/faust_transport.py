@@ -9,7 +9,7 @@ has room and it finishes there, with no task at all. Only a delivery that has to
 under the same ``wait_first``, so a rebalance interrupts it exactly as before.
 
 The transport is registered as ``kafka-eager`` (the ``faust.transports`` entry point in
-pyproject.toml); app/agent.py builds its broker URLs with that scheme. Everything else is Faust's
+pyproject.toml); app/kafka/agent.py builds its broker URLs with that scheme. Everything else is Faust's
 own aiokafka transport.
 """
 

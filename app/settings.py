@@ -120,7 +120,7 @@ class Settings(BaseSettings):
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
-    # Operations: /metrics, /healthz, /readyz on one port (app/health.py); consumer lag read from Kafka.
+    # Operations: /metrics, /healthz, /readyz on one port (app/ops/health.py); consumer lag read from Kafka.
     # Several workers on one host need a port each: the worker refuses to start on a taken port.
     metrics_host: str = "0.0.0.0"
     metrics_port: int = Field(default=9108, ge=1, le=65535)
@@ -241,7 +241,7 @@ class Settings(BaseSettings):
         return {
             "bootstrap.servers": self.bootstrap_servers,
             "client.id": f"{self.group_id}-producer",
-            # Dead letters of near-1 MB messages are larger than 1 MB (see app/topics.py).
+            # Dead letters of near-1 MB messages are larger than 1 MB (see app/kafka/topics.py).
             "message.max.bytes": 5 * 1024 * 1024,
             **self._security_config(),
         }

@@ -7,14 +7,14 @@ import logging
 
 import faust
 
-from app.agent import create_app
-from app.batcher import BatchLimits
-from app.cache import AnswerCache, LruStore
-from app.consumer_lag import LagPoller
-from app.health import Health, HealthServer
-from app.metrics import Metrics
-from app.pipeline import Pipeline, Topics
-from app.publisher import Publisher
+from app.kafka.agent import create_app
+from app.stages.batcher import BatchLimits
+from app.stages.cache import AnswerCache, LruStore
+from app.kafka.consumer_lag import LagPoller
+from app.ops.health import Health, HealthServer
+from app.ops.metrics import Metrics
+from app.stages.pipeline import Pipeline, Topics
+from app.kafka.publisher import Publisher
 from app.settings import Settings
 from model.enricher import Enricher
 from model.generation import BatchGenerator
@@ -87,7 +87,7 @@ def build_pipeline(settings: Settings, metrics: Metrics | None = None) -> Pipeli
 def build_cache(settings: Settings, model_version: str, taxonomy: Taxonomy) -> AnswerCache:
     shared = None
     if settings.redis_url:
-        from app.redis_store import RedisAnswerStore
+        from app.kafka.redis_store import RedisAnswerStore
 
         shared = RedisAnswerStore(settings.redis_url, settings.cache_ttl_s)
     return AnswerCache(model_version, taxonomy, LruStore(settings.cache_max_entries), shared)

@@ -1,7 +1,7 @@
 """The agent with no work in its stages: each receipt's bytes are copied to the output topic.
 
 Used by bench/run.py to measure what Faust itself allows: the same agent, take loop, overlap, acks
-and publisher as the real worker (app/agent.py, app/overlap.py, app/publisher.py), with no decoding,
+and publisher as the real worker (app/kafka/agent.py, app/stages/delivery.py, app/kafka/publisher.py), with no decoding,
 no cache and no model. ``python -m bench.passthrough_worker`` with the usual ENRICHER_* settings.
 The zero-cost worker's rate divided by this one is the share of Faust's ceiling the pipeline reaches.
 """
@@ -13,10 +13,10 @@ from collections.abc import Awaitable, Sequence
 
 import faust
 
-from app.agent import create_app
-from app.enrichment import EnrichmentOutcome
-from app.pipeline import InMessage, TakeResult
-from app.publisher import OutRecord, Publisher
+from app.kafka.agent import create_app
+from app.stages.enrichment import EnrichmentOutcome
+from app.stages.pipeline import InMessage, TakeResult
+from app.kafka.publisher import OutRecord, Publisher
 from app.settings import Settings
 from app.worker import freeze_loaded_heap
 from bench.zero_cost_worker import parse_bench_args

@@ -41,16 +41,16 @@ from pathlib import Path
 
 from confluent_kafka import Consumer, Producer
 
-from app.batcher import BatchLimits, plan_batches
-from app.cache import AnswerCache, LruStore, cache_key
-from app.enrichment import answer_texts
-from app.samples import SAMPLE_ITEMS_PATH, load_item_names, sample_receipt_event
-from app.topics import create_service_topics
+from app.stages.batcher import BatchLimits, plan_batches
+from app.stages.cache import AnswerCache, LruStore, cache_key
+from app.stages.enrichment import answer_texts
+from app.tools.samples import SAMPLE_ITEMS, load_item_names, sample_items_bytes, sample_receipt_event
+from app.kafka.topics import create_service_topics
 from model.item_key import item_key
 from model.parser import ParsedAnswer
 from schemas.events import ItemStatus
 from schemas.taxonomy import load_taxonomy
-from tests.kafka_broker import LocalKafka
+from harness.kafka_broker import LocalKafka
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SIZES = {
@@ -254,7 +254,7 @@ def _take_padding(generator, takes: int = 8, receipts_per_take: int = 256) -> di
 
     This is what the service pays: a take's misses sorted by length and cut at 64 items / 8,192 padded tokens.
     """
-    from app.enrichment import plan_answers
+    from app.stages.enrichment import plan_answers
 
     limits = BatchLimits(64, 8192, generator.max_new_tokens)
     stream = _receipts(ZipfItems(ZIPF_S), takes * receipts_per_take, seed=9)
@@ -720,9 +720,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     size = SIZES[args.size]
     result: dict = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "size": args.size, "machine": _machine()}
-    names_file = SAMPLE_ITEMS_PATH.read_bytes()
+    names_file = sample_items_bytes()
     result["item_source"] = {
-        "file": str(SAMPLE_ITEMS_PATH.relative_to(REPO_ROOT)),
+        "file": f"app/tools/{SAMPLE_ITEMS}",
         "names": len(load_item_names()),
         "variants_per_name": VARIANTS_PER_NAME,
         "sha256": hashlib.sha256(names_file).hexdigest()[:16],

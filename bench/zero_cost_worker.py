@@ -21,11 +21,11 @@ from pathlib import Path
 
 import faust
 
-from app.agent import create_app
-from app.batcher import BatchLimits
-from app.cache import AnswerCache, LruStore
-from app.pipeline import Pipeline, Topics
-from app.publisher import Publisher
+from app.kafka.agent import create_app
+from app.stages.batcher import BatchLimits
+from app.stages.cache import AnswerCache, LruStore
+from app.stages.pipeline import Pipeline, Topics
+from app.kafka.publisher import Publisher
 from app.settings import Settings
 from app.worker import freeze_loaded_heap
 from model.parser import ParsedAnswer

@@ -17,9 +17,9 @@ import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, ConsumerGroupTopicPartitions, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from app.samples import load_item_names, sample_receipt_event
-from app.topics import create_service_topics
-from tests.worker_process import WorkerProcess
+from app.tools.samples import load_item_names, sample_receipt_event
+from app.kafka.topics import create_service_topics
+from harness.worker_process import WorkerProcess
 
 
 def read_topic(config: dict[str, object], topic: str, expected: int, timeout_s: float, linger_s: float = 3.0) -> list:

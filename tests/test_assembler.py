@@ -4,8 +4,8 @@ from datetime import UTC, datetime, timedelta, timezone
 import orjson
 import pytest
 
-from app.assembler import encode_transaction, model_text
-from app.samples import load_item_names, sample_receipt_event
+from app.stages.assembler import encode_transaction, model_text
+from app.tools.samples import load_item_names, sample_receipt_event
 from model.parser import ParsedAnswer, parse_answer
 from schemas.events import (
     CategoryRef,

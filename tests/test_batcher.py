@@ -2,7 +2,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app.batcher import BatchLimits, plan_batches
+from app.stages.batcher import BatchLimits, plan_batches
 
 
 def test_batches_never_exceed_the_item_limit():

@@ -8,7 +8,7 @@ import signal
 import pytest
 
 from tests.delivery import Run, SteadyProducer, TopicReader, event_ids, outputs_settle, wait_until
-from tests.kafka_broker import LocalKafka
+from harness.kafka_broker import LocalKafka
 
 pytestmark = [pytest.mark.integration, pytest.mark.model]
 

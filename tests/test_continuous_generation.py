@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from app.samples import load_item_names
+from app.tools.samples import load_item_names
 from model.continuous_generation import ContinuousGenerator
 from model.enricher import GenerationTimeout
 from model.generation import BatchGenerator

@@ -5,7 +5,7 @@ import threading
 
 import pytest
 
-from app.samples import load_item_names
+from app.tools.samples import load_item_names
 from model.generation import BatchGenerator
 from model.loader import ModelSpec, load_model
 

@@ -16,11 +16,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from app.assembler import encode_transaction, model_text
-from app.dead_letter import dead_letter
-from app.enrichment import fallback_answer
-from app.samples import load_item_names, sample_receipt_event
-from app.validation import MAX_EVENT_BYTES, InvalidEvent, decode_event
+from app.stages.assembler import encode_transaction, model_text
+from app.stages.dead_letter import dead_letter
+from app.stages.enrichment import fallback_answer
+from app.tools.samples import load_item_names, sample_receipt_event
+from app.stages.validation import MAX_EVENT_BYTES, InvalidEvent, decode_event
 from model.prompt import FIELD_SEPARATOR, MAX_RAW_CHARS, PROMPT_SUFFIX, build_prompt
 from schemas.events import MAX_KOPECKS, DeadLetter, EnrichedTransaction, ModelIdentity
 from schemas.taxonomy import load_taxonomy

@@ -9,8 +9,8 @@ import urllib.request
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.health import Health, HealthServer, MetricsPortInUse
-from app.metrics import LagSnapshot, Metrics, PartitionOffsets, items_by_source, padded_tokens
+from app.ops.health import Health, HealthServer, MetricsPortInUse
+from app.ops.metrics import LagSnapshot, Metrics, PartitionOffsets, items_by_source, padded_tokens
 from model.enricher import ModelBatchFailed
 from model.parser import ParsedAnswer
 from schemas.events import ItemStatus

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 import pytest
 import torch
 
-from app.enrichment import enrich_all
+from app.stages.enrichment import enrich_all
 from model.enricher import Enricher, GenerationTimeout
 from model.generation import BatchGenerator
 from model.loader import ModelSpec, load_model

@@ -1,6 +1,6 @@
 """The publisher against a real broker: every record acknowledged, a refused one reported, never silently lost.
 
-Delivery reports come only for failures (app/publisher.py), so these tests are what shows that an
+Delivery reports come only for failures (app/kafka/publisher.py), so these tests are what shows that an
 acknowledged take really is on the broker and that a refusal still reaches the caller.
 """
 
@@ -12,8 +12,8 @@ import uuid
 
 import pytest
 
-from app.publisher import OutRecord, Publisher
-from app.topics import create_topics
+from app.kafka.publisher import OutRecord, Publisher
+from app.kafka.topics import create_topics
 from tests.delivery import read_topic
 
 pytestmark = pytest.mark.integration

@@ -1,4 +1,4 @@
-"""The publisher's rounds (app/publisher.py) with the broker replaced by a scripted one.
+"""The publisher's rounds (app/kafka/publisher.py) with the broker replaced by a scripted one.
 
 The real-broker tests (tests/test_publisher.py) cannot make the broker time a record out on
 demand; here each round's records go to a fake ``_produce_and_flush`` that appends them to a log in
@@ -13,8 +13,8 @@ import asyncio
 import pytest
 from confluent_kafka import KafkaError
 
-import app.publisher
-from app.publisher import OutRecord, Publisher
+import app.kafka.publisher
+from app.kafka.publisher import OutRecord, Publisher
 
 KEY = b"client-1"
 
@@ -49,7 +49,7 @@ class ScriptedBroker:
 
 @pytest.fixture
 def publisher(monkeypatch):
-    monkeypatch.setattr(app.publisher, "_RETRY_PAUSE_S", 0.05)
+    monkeypatch.setattr(app.kafka.publisher, "_RETRY_PAUSE_S", 0.05)
     # Nothing listens on the discard port; log_level 0 keeps librdkafka's connection errors out of the output.
     publisher = Publisher({"bootstrap.servers": "127.0.0.1:9", "log_level": 0}, flush_timeout_s=5)
     yield publisher

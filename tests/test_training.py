@@ -111,7 +111,7 @@ def test_deepspeed_configs_validate_and_the_entrypoint_builds_a_deepspeed_traine
 
     base, data = tiny_base
     # One CPU rank, as the deepspeed launcher would describe it; without these DeepSpeed looks for MPI.
-    from tests.kafka_broker import free_port
+    from harness.kafka_broker import free_port
 
     for name, value in {"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port())}.items():
         monkeypatch.setenv(name, value)

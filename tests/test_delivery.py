@@ -1,4 +1,4 @@
-"""The agent's take scheduling (app/overlap.py): overlap without breaking the delivery order.
+"""The agent's take scheduling (app/stages/delivery.py): overlap without breaking the delivery order.
 
 Plain asyncio: each stage of a fake take waits for a gate the test opens, and every stage logs
 when it starts and ends, so the test can see what ran while the model was busy.
@@ -10,7 +10,7 @@ import asyncio
 
 import pytest
 
-from app.overlap import LineStopped, OverlappedTakes
+from app.stages.delivery import LineStopped, OverlappedTakes
 
 WAIT_S = 30  # generous: the machine is loaded; nothing here measures time
 

@@ -12,7 +12,7 @@ Delivery order (the only place it is decided):
 A crash anywhere before step 3 leaves the offsets uncommitted: the take is redone (duplicates
 possible, loss impossible). A record the broker refuses for good becomes a dead letter instead.
 
-The stages are separate methods so the agent can overlap them (app/overlap.py): ``prepare``
+The stages are separate methods so the agent can overlap them (app/stages/delivery.py): ``prepare``
 (decode, validate, cache lookup, tokenize, plan) of take N+1 and ``publish`` of take N-1 run
 while the model thread runs ``enrich`` of take N. ``publish`` hands the records over when called
 and returns what to await for their acknowledgement, so a take's records can travel while the take
@@ -30,14 +30,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from app.assembler import encode_transaction, model_text
-from app.batcher import BatchLimits
-from app.cache import AnswerCache
-from app.dead_letter import dead_letter
-from app.enrichment import AnswerPlan, EnrichFn, EnrichmentOutcome, plan_answers, run_plan
-from app.metrics import Metrics, padded_tokens
-from app.publisher import OutRecord, Publisher, RecordRejected
-from app.validation import InvalidEvent, decode_event
+from app.stages.assembler import encode_transaction, model_text
+from app.stages.batcher import BatchLimits
+from app.stages.cache import AnswerCache
+from app.stages.dead_letter import dead_letter
+from app.stages.enrichment import AnswerPlan, EnrichFn, EnrichmentOutcome, plan_answers, run_plan
+from app.ops.metrics import Metrics, padded_tokens
+from app.kafka.publisher import OutRecord, Publisher, RecordRejected
+from app.stages.validation import InvalidEvent, decode_event
 from schemas.events import ModelIdentity, ReceiptEvent
 from schemas.taxonomy import Taxonomy
 

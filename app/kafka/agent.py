@@ -9,9 +9,9 @@ import faust
 from faust.types import EventT
 
 from app import faust_transport
-from app.health import Health
-from app.overlap import OverlappedTakes
-from app.pipeline import InMessage, Pipeline, TakeResult
+from app.ops.health import Health
+from app.stages.delivery import OverlappedTakes
+from app.stages.pipeline import InMessage, Pipeline, TakeResult
 from app.settings import Settings
 
 log = logging.getLogger(__name__)

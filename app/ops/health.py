@@ -16,7 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from app.metrics import Metrics
+from app.ops.metrics import Metrics
 
 log = logging.getLogger(__name__)
 

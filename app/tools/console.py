@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import orjson
 from confluent_kafka import Consumer, KafkaError, Producer
 
-from app.samples import load_item_names, sample_receipt_event
+from app.tools.samples import load_item_names, sample_receipt_event
 from app.settings import Settings
 from schemas.events import EnrichedTransaction
 

@@ -5,7 +5,7 @@ Consumer lag uses kafka_exporter's names (``kafka_consumergroup_lag{consumergrou
 ``kafka_topic_partition_oldest_offset``, ``kafka_consumergroup_lag_sum``) so its dashboards, alerts
 and KEDA's expectations fit. Labels are bounded: topics, partitions, kinds, sources; never ids or item text.
 
-Pure bookkeeping: no Kafka client and no torch here (the lag poller is app/consumer_lag.py).
+Pure bookkeeping: no Kafka client and no torch here (the lag poller is app/kafka/consumer_lag.py).
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ import time
 from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
-from app.metrics import LagMetrics, LagSnapshot, PartitionOffsets
+from app.ops.metrics import LagMetrics, LagSnapshot, PartitionOffsets
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -114,7 +114,7 @@ def serve_lag(settings: Settings, stop: threading.Event | None = None) -> None:
     """
     from prometheus_client import CollectorRegistry
 
-    from app.health import HealthServer
+    from app.ops.health import HealthServer
 
     registry = CollectorRegistry()
     lag = LagMetrics()

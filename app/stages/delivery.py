@@ -8,11 +8,11 @@ acked. The model stage runs one take at a time, in take order; everything else o
     take N+1:  prepare (decode, validate, cache lookup, tokenize, plan), then wait for the model
     take N+2:  collected by the agent's loop while take N+1 is prepared
 
-Rules that keep the delivery order of app/pipeline.py:
+Rules that keep the delivery order of app/stages/pipeline.py:
   - a take's ``publish`` is called right after its model stage, before the next take may leave the
     model, so records are handed to the producer in take order and outputs of one key leave in
     input order; its acknowledgement wait overlaps the takes after it (one broker round trip per
-    round of takes, not per take in a row: app/publisher.py);
+    round of takes, not per take in a row: app/kafka/publisher.py);
   - a take is acked only after the take before it is acked, so acks are in take order;
   - a take is acked in its own task as soon as its records are acknowledged by the broker, not
     when the next take arrives (Faust's ``noack_take`` yields only when events arrive);
