@@ -8,7 +8,6 @@ from collections.abc import Sequence
 import faust
 from faust.types import EventT
 
-from app import faust_transport
 from app.ops.health import Health
 from app.stages.delivery import OverlappedTakes
 from app.stages.pipeline import InMessage, Pipeline, TakeResult
@@ -36,8 +35,7 @@ def create_app(settings: Settings, pipeline: Pipeline, health: Health | None = N
     datadir.parent.mkdir(parents=True, exist_ok=True)  # Faust creates only the last level
     app = faust.App(
         settings.group_id,
-        # Faust's aiokafka transport with a cheaper hand-off per message (app/faust_transport.py).
-        broker=[f"{faust_transport.SCHEME}://{server}" for server in settings.bootstrap_servers.split(",")],
+        broker=[f"kafka://{server}" for server in settings.bootstrap_servers.split(",")],
         key_serializer="raw",
         value_serializer="raw",
         consumer_auto_offset_reset="earliest",
