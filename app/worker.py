@@ -75,7 +75,7 @@ def build_pipeline(settings: Settings, metrics: Metrics | None = None) -> Pipeli
         ),
         taxonomy=taxonomy,
         identity=loaded.identity,
-        publisher=Publisher(settings.producer_config(), settings.produce_timeout_s),
+        sink=Publisher(settings.producer_config(), settings.produce_timeout_s),
         topics=Topics(output=settings.output_topic, dlq=settings.dlq_topic),
         model_timeout_s=settings.model_timeout_s,
         cache=build_cache(settings, loaded.identity.version, taxonomy),

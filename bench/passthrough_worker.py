@@ -1,8 +1,8 @@
 """The agent with no work in its stages: each receipt's bytes are copied to the output topic.
 
-Used by bench/run.py to measure what Faust itself allows: the same agent, take loop, overlap, acks
-and publisher as the real worker (app/kafka/agent.py, app/stages/delivery.py, app/kafka/publisher.py), with no decoding,
-no cache and no model. ``python -m bench.passthrough_worker`` with the usual ENRICHER_* settings.
+Used by bench/run.py to measure what Faust itself allows: the same agent, take loop, overlap, acks,
+producer rounds and publisher as the real worker (app/kafka/agent.py, app/stages/delivery.py,
+app/kafka/publisher.py), with no decoding, no cache and no model. ``python -m bench.passthrough_worker`` with the usual ENRICHER_* settings.
 The zero-cost worker's rate divided by this one is the share of Faust's ceiling the pipeline reaches.
 """
 
@@ -14,9 +14,10 @@ from collections.abc import Awaitable, Sequence
 import faust
 
 from app.kafka.agent import create_app
+from app.stages.delivery import OutRecord, ProducerRounds
 from app.stages.enrichment import EnrichmentOutcome
 from app.stages.pipeline import InMessage, TakeResult
-from app.kafka.publisher import OutRecord, Publisher
+from app.kafka.publisher import Publisher
 from app.settings import Settings
 from app.worker import freeze_loaded_heap
 from bench.zero_cost_worker import parse_bench_args
@@ -25,8 +26,8 @@ from bench.zero_cost_worker import parse_bench_args
 class CopyStages:
     """The pipeline's three stages with nothing in them but the publish."""
 
-    def __init__(self, publisher: Publisher, output_topic: str) -> None:
-        self._publisher = publisher
+    def __init__(self, rounds: ProducerRounds, output_topic: str) -> None:
+        self._rounds = rounds
         self._output_topic = output_topic
 
     async def prepare(self, messages: Sequence[InMessage]) -> Sequence[InMessage]:
@@ -37,7 +38,7 @@ class CopyStages:
 
     def publish(self, messages: Sequence[InMessage], outcome: EnrichmentOutcome) -> Awaitable[TakeResult]:
         records = [OutRecord(self._output_topic, m.key, m.value or b"") for m in messages]
-        return self._delivered(len(messages), outcome, self._publisher.send(records))
+        return self._delivered(len(messages), outcome, self._rounds.hand_over(records))
 
     async def _delivered(self, receipts: int, outcome: EnrichmentOutcome, delivery: Awaitable[list]) -> TakeResult:
         rejected = await delivery
@@ -52,13 +53,13 @@ def main(argv: list[str] | None = None) -> None:
     parse_bench_args(argv, __doc__)
     settings = Settings()
     logging.basicConfig(level=settings.log_level, format="ts=%(asctime)s level=%(levelname)s logger=%(name)s event=%(message)s")
-    publisher = Publisher(settings.producer_config(), settings.produce_timeout_s)
-    app = create_app(settings, CopyStages(publisher, settings.output_topic))
+    rounds = ProducerRounds(Publisher(settings.producer_config(), settings.produce_timeout_s))
+    app = create_app(settings, CopyStages(rounds, settings.output_topic))
     freeze_loaded_heap()
     try:
         faust.Worker(app, loglevel=settings.log_level, redirect_stdouts=False, override_logging=False).execute_from_commandline()
     finally:
-        publisher.close()
+        rounds.close()
 
 
 if __name__ == "__main__":

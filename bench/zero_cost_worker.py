@@ -59,7 +59,7 @@ class ZeroCostRun:
             limits=BatchLimits(settings.batch_max_items, settings.batch_max_tokens, answer_tokens=ANSWER_TOKENS),
             taxonomy=taxonomy,
             identity=ModelIdentity(base_model="zero-cost", adapter=None, version="bench"),
-            publisher=Publisher(settings.producer_config(), settings.produce_timeout_s),
+            sink=Publisher(settings.producer_config(), settings.produce_timeout_s),
             topics=Topics(output=settings.output_topic, dlq=settings.dlq_topic),
             model_timeout_s=settings.model_timeout_s,
             cache=self.cache,

@@ -1,4 +1,4 @@
-"""The Faust app and its one agent: take → prepare → enrich → publish → ack, overlapped across takes."""
+"""The Faust app and its one agent: take → prepare → enrich → publish → ack, in the order of app/stages/delivery.py."""
 
 from __future__ import annotations
 
@@ -79,15 +79,15 @@ def create_app(settings: Settings, pipeline: Pipeline, health: Health | None = N
                 result.outcome.failed_items,
             )
 
-        # The loop body only prepares a take and queues it: the model, publishing and acks run in
-        # the take's own task, so the next take is collected and prepared while the model works.
-        takes = OverlappedTakes(pipeline, on_done=ack, on_failure=stop_worker)
+        line = OverlappedTakes(pipeline, on_done=ack, on_failure=stop_worker)
         try:
+            # take → prepare → enrich → publish → ack: ``submit`` starts the steps after the take, in their
+            # order, and returns as soon as the line can hold another take (the model is busy meanwhile).
             async for events in stream.noack_take(settings.take_max_events, within=settings.max_wait_s):
-                await takes.submit([_in_message(event) for event in events], events)
-            await takes.drain()
+                await line.submit([_in_message(event) for event in events], events)
+            await line.drain()
         finally:
-            await takes.cancel()
+            await line.cancel()
 
     return app
 

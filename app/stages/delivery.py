@@ -1,40 +1,44 @@
-"""Keep the model busy: prepare the next take and publish the previous one while the model runs.
+"""The delivery order of the worker, and the code that keeps it.
 
-A take moves through three stages (``prepare`` → ``enrich`` → ``publish``), then its messages are
-acked. The model stage runs one take at a time, in take order; everything else overlaps it:
+Every take of input messages goes through these steps, in this order; this module enforces it:
 
-    take N-1:  publish (records handed over, then their acks awaited), ack
-    take N:    enrich (model thread) .........
-    take N+1:  prepare (decode, validate, cache lookup, tokenize, plan), then wait for the model
-    take N+2:  collected by the agent's loop while take N+1 is prepared
+  1. prepare: every message of the take becomes exactly one output record, an enriched transaction
+     or, for a message that is not a valid receipt, a dead letter (app/stages/pipeline.py);
+  2. enrich: the model stage runs one take at a time, in take order;
+  3. hand over: as a take leaves the model, and before the next take may leave it, its records go
+     to the producer. Records leave in hand-over order, one round at a time (what is handed over
+     while a round waits for the broker goes with the next round); a record sent again after a
+     failure goes before anything handed over after it. So outputs of one key leave in input order;
+  4. acknowledge: the take waits until the broker has acknowledged every one of its records
+     (acks=all, idempotent producer). A record refused for good is replaced by a dead letter,
+     which must be acknowledged in turn;
+  5. ack: only then are the take's messages acked, and never before every earlier take's. Faust
+     commits the highest contiguous acked offset of each partition at its commit interval and
+     before it gives a partition up (app/kafka/consumer.py);
+  6. stop: the first take that fails stops the line. Neither it nor any later take is acked, even
+     one already on the broker; the worker stops and its replacement starts from the last commit.
 
-Rules that keep the delivery order of app/stages/pipeline.py:
-  - a take's ``publish`` is called right after its model stage, before the next take may leave the
-    model, so records are handed to the producer in take order and outputs of one key leave in
-    input order; its acknowledgement wait overlaps the takes after it (one broker round trip per
-    round of takes, not per take in a row: app/kafka/publisher.py);
-  - a take is acked only after the take before it is acked, so acks are in take order;
-  - a take is acked in its own task as soon as its records are acknowledged by the broker, not
-    when the next take arrives (Faust's ``noack_take`` yields only when events arrive);
-  - the first failure stops the line: that take and every later one are never acked, even if a
-    later take was already published (at-least-once: the replay may duplicate, never lose), and
-    ``on_failure`` is called once.
-``submit`` starts a take's prepare stage and returns as soon as the take before it has left the
-model, without waiting for the prepare: the loop collects the next take from Kafka meanwhile
-(awaiting the prepare there serialized collecting and preparing, a quarter of the zero-cost rate).
-So besides the take in the model at most one take is being prepared or waits for the model, and at
-most MAX_UNACKED takes are in flight (a slow broker holds the line instead of piling up model output):
-memory and the replay after a crash stay bounded. A prepare that fails stops the line like any
-other stage; the next ``submit`` (or ``drain``) raises LineStopped.
-No Kafka and no Faust here: the agent passes the callbacks, tests drive it with plain coroutines.
+A crash before step 5 leaves a take uncommitted: it is redone (duplicates possible, loss
+impossible). A graceful stop or rebalance lets the takes in flight finish, and commits them, first.
+
+Overlap keeps the model busy within that order: while take N is in the model, take N+1 is prepared
+and take N-1 waits for the broker, and the agent collects the next take from Kafka. Besides the take
+in the model, at most one take is prepared and waiting for it, and at most MAX_UNACKED takes are in
+flight: a slow broker holds the line instead of piling up model output, and a crash's replay stays
+bounded.
+
+No Kafka or Faust here: the take stages and the producer come in through the two protocols below
+(app/stages/pipeline.py and app/kafka/publisher.py implement them; the tests use plain coroutines).
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
 
 log = logging.getLogger(__name__)
@@ -49,13 +53,18 @@ R = TypeVar("R")
 MAX_UNACKED = 3
 
 
+# ---- steps 1-6 for whole takes ------------------------------------------------------------------
+
+
 class TakeStages(Protocol[M, P, O, R]):
+    """What one take goes through (app/stages/pipeline.py)."""
+
     async def prepare(self, messages: Sequence[M]) -> P: ...
 
     async def enrich(self, prepared: P) -> O: ...
 
     def publish(self, prepared: P, outcome: O) -> Awaitable[R]:
-        """Hand the take's output over when called; the awaitable completes when it is delivered."""
+        """Hand the take's records over when called (step 3); the awaitable completes at step 4."""
         ...
 
 
@@ -68,6 +77,8 @@ class LineStopped(RuntimeError):
 
 
 class OverlappedTakes(Generic[M, T, P, O, R]):
+    """Runs takes through the steps above, several at once, in the order above."""
+
     def __init__(
         self,
         stages: TakeStages[M, P, O, R],
@@ -76,26 +87,27 @@ class OverlappedTakes(Generic[M, T, P, O, R]):
         on_failure: Callable[[BaseException], Awaitable[None]],
     ) -> None:
         self._stages = stages
-        self._on_done = on_done
+        self._ack = on_done
         self._on_failure = on_failure
         self._model_free: asyncio.Event | None = None  # set when the last submitted take left the model
-        self._last_done: asyncio.Task[bool] | None = None  # the last submitted take's task
+        self._last_take: asyncio.Task[bool] | None = None
         self._tasks: deque[asyncio.Task[bool]] = deque()  # in take order
         self.failure: BaseException | None = None
 
     async def submit(self, messages: Sequence[M], token: T) -> None:
-        """Start preparing a take and queue it for the model; returns once the take before it has left the model.
+        """Start a take; returns once the take before it has left the model (the agent collects the next meanwhile).
 
-        ``token`` is handed back to ``on_done`` (the agent passes the Faust events to ack).
+        ``token`` is handed back to ``on_done`` to ack (the agent passes the Faust events).
         Raises LineStopped once any take has failed, this one's prepare included.
         """
         self._raise_if_stopped()
-        model_before, done_before = self._model_free, self._last_done
+        model_before, take_before = self._model_free, self._last_take
         model_free = asyncio.Event()
-        # The prepare runs in the task, not here: the loop goes back to collecting the next take meanwhile.
-        task = asyncio.create_task(self._complete(messages, token, model_before, done_before, model_free))
+        # The prepare runs in the take's task, not here: awaiting it here serialized collecting and
+        # preparing, a quarter of the zero-cost rate.
+        task = asyncio.create_task(self._take(messages, token, model_before, take_before, model_free))
         self._tasks.append(task)
-        self._model_free, self._last_done = model_free, task
+        self._model_free, self._last_take = model_free, task
         if model_before is not None:
             # Waiting here, not in the task, is what bounds the queue to one take beside the model.
             await model_before.wait()
@@ -114,35 +126,32 @@ class OverlappedTakes(Generic[M, T, P, O, R]):
             task.cancel()
         await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
-    async def _complete(
+    async def _take(
         self,
         messages: Sequence[M],
         token: T,
         model_before: asyncio.Event | None,
-        done_before: asyncio.Task[bool] | None,
+        take_before: asyncio.Task[bool] | None,
         model_free: asyncio.Event,
     ) -> bool:
-        """Run one take; True once it is acked, which needs every earlier take acked first."""
+        """One take, steps 1 to 5; True once it is acked."""
         try:
             try:
-                prepared = await self._stages.prepare(messages)
+                prepared = await self._stages.prepare(messages)  # 1
                 if model_before is not None:
-                    await model_before.wait()
+                    await model_before.wait()  # 2: the model takes one take at a time, in take order
                 if self.failure is not None:
-                    return False  # the line has stopped: no new model or broker work
+                    return False  # 6: the line has stopped, no new model or broker work
                 outcome = await self._stages.enrich(prepared)
                 if self.failure is not None:
                     return False
-                # Before model_free is set: the next take cannot hand its records over before this one.
-                delivered = self._stages.publish(prepared, outcome)
+                delivered = self._stages.publish(prepared, outcome)  # 3: before the next take leaves the model
             finally:
                 model_free.set()
-            result = await delivered
-            # Never raises: _complete keeps failures in self.failure. A take after a failed one was
-            # perhaps delivered, but is not acked: it is replayed.
-            if done_before is not None and not await done_before:
-                return False
-            await self._on_done(token, result)
+            result = await delivered  # 4
+            if take_before is not None and not await take_before:  # 5: acks in take order
+                return False  # 6: an earlier take failed; this one may be on the broker, it is replayed
+            await self._ack(token, result)
             return True
         except asyncio.CancelledError as cancelled:
             task = asyncio.current_task()
@@ -171,3 +180,184 @@ class OverlappedTakes(Generic[M, T, P, O, R]):
     def _raise_if_stopped(self) -> None:
         if self.failure is not None:
             raise LineStopped(self.failure)
+
+
+# ---- steps 3 and 4 for records --------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class OutRecord:
+    topic: str
+    key: bytes | None
+    value: bytes
+
+
+class FailureKind(enum.Enum):
+    TRANSIENT = "transient"  # a timeout, a lost connection, a retriable broker error: send it again
+    TOO_LARGE = "too_large"  # refused as too large, perhaps for a batch-mate's size: judge it alone
+    REFUSED = "refused"  # refused for good: sending it again cannot help
+
+
+@dataclass(frozen=True, slots=True)
+class RecordFailure:
+    kind: FailureKind
+    reason: str  # the client's own words: the error's name and message
+
+
+class RecordSink(Protocol):
+    """A producer seen from the delivery line (app/kafka/publisher.py)."""
+
+    async def send_round(self, records: Sequence[OutRecord]) -> list[RecordFailure | None]:
+        """Produce the records in order and wait until each is acknowledged or has failed.
+
+        One outcome per record, in order: None when the broker acknowledged it.
+        """
+        ...
+
+    def close(self) -> None: ...
+
+
+class RecordRejected(RuntimeError):
+    """The broker refused a record for good (too large, invalid topic): retrying cannot help."""
+
+    def __init__(self, record: OutRecord, reason: str) -> None:
+        super().__init__(f"{record.topic} refused a {len(record.value)}-byte record: {reason}")
+        self.record = record
+        self.reason = reason
+
+
+@dataclass(slots=True)
+class _Delivery:
+    """One hand-over: complete when every record of it is acknowledged or refused for good."""
+
+    result: asyncio.Future[list[RecordRejected]]
+    rejected: list[RecordRejected] = field(default_factory=list)
+    parts: int = 0  # parts waiting or in a round
+
+
+@dataclass(slots=True)
+class _Part:
+    """Records of one hand-over that go in the same round."""
+
+    records: list[OutRecord]
+    delivery: _Delivery
+    resent: bool = False  # a re-send: rounds of re-sends only, ahead of later hand-overs
+    alone: bool = False  # a round of its own: a size refusal then concerns this record only
+
+
+class ProducerRounds:
+    """Steps 3 and 4 for records: rounds in hand-over order, re-sends first, each hand-over's refusals reported.
+
+    One round produces everything handed over since the last one and waits for the broker, so that
+    wait (tens of milliseconds on a busy broker) is paid once per round, not once per take in a row.
+    One event loop at a time.
+    """
+
+    def __init__(self, sink: RecordSink, retry_pause_s: float = 1.0) -> None:
+        self._sink = sink
+        self._retry_pause_s = retry_pause_s
+        self._waiting: list[_Part] = []
+        self._rounds: asyncio.Task[None] | None = None
+
+    def hand_over(self, records: Sequence[OutRecord]) -> asyncio.Future[list[RecordRejected]]:
+        """Queue the records now, behind every earlier hand-over; await the result for their acknowledgement.
+
+        The result lists the records the broker refused for good; the caller decides where they go.
+        """
+        loop = asyncio.get_running_loop()
+        if self._rounds is not None and self._rounds.get_loop() is not loop:
+            self._rounds, self._waiting = None, []  # left behind by a loop that was closed
+        delivery = _Delivery(loop.create_future())
+        if not records:
+            delivery.result.set_result([])
+            return delivery.result
+        self._queue([_Part(list(records), delivery)])
+        if self._rounds is None:
+            self._rounds = loop.create_task(self._send_rounds())
+        return delivery.result
+
+    async def deliver(self, records: Sequence[OutRecord]) -> list[RecordRejected]:
+        return await self.hand_over(records)
+
+    def close(self) -> None:
+        self._sink.close()
+
+    def _queue(self, parts: list[_Part], *, first: bool = False) -> None:
+        for part in parts:
+            part.delivery.parts += 1
+        self._waiting = parts + self._waiting if first else self._waiting + parts
+
+    async def _send_rounds(self) -> None:
+        batch: list[_Part] = []
+        try:
+            while self._waiting:
+                batch = self._next_round()
+                try:
+                    outcomes = await self._sink.send_round([record for part in batch for record in part.records])
+                except Exception as error:
+                    for part in batch:
+                        if not part.delivery.result.done():
+                            part.delivery.result.set_exception(error)
+                    self._waiting = [part for part in self._waiting if not part.delivery.result.done()]
+                    continue
+                resend, transient = self._settle(batch, outcomes)
+                batch = []
+                if resend:
+                    self._queue(resend, first=True)
+                    if transient:
+                        log.warning("publish_retry records=%d", sum(len(part.records) for part in resend))
+                        await asyncio.sleep(self._retry_pause_s)
+        except asyncio.CancelledError:
+            for part in batch + self._waiting:
+                part.delivery.result.cancel()
+            self._waiting = []
+            raise
+        finally:
+            self._rounds = None
+
+    def _next_round(self) -> list[_Part]:
+        """The next parts in order, up to one that may not share their round (which then goes next)."""
+        waiting = self._waiting
+        head = waiting[0]
+        if head.alone:
+            count = 1
+        else:
+            count = next(
+                (n for n, part in enumerate(waiting) if part.alone or part.resent != head.resent), len(waiting)
+            )
+        batch, self._waiting = waiting[:count], waiting[count:]
+        return batch
+
+    @staticmethod
+    def _settle(batch: list[_Part], outcomes: Sequence[RecordFailure | None]) -> tuple[list[_Part], bool]:
+        """Complete the hand-overs this round finished; returns the parts to send again, in order."""
+        resend: list[_Part] = []
+        transient = False
+        start = 0
+        for part in batch:
+            delivery = part.delivery
+            again: list[_Part] = []
+            pending: list[OutRecord] = []
+            for record, failure in zip(part.records, outcomes[start : start + len(part.records)]):
+                if failure is None:
+                    continue
+                if failure.kind is FailureKind.TRANSIENT:
+                    pending.append(record)
+                    transient = True
+                elif failure.kind is FailureKind.TOO_LARGE and not part.alone:
+                    # The broker refuses a whole batch when one record in it is over the topic's limit, so
+                    # the small records sent with it fail too: alone in a round, each is judged on its own size.
+                    if pending:
+                        again.append(_Part(pending, delivery, resent=True))
+                        pending = []
+                    again.append(_Part([record], delivery, resent=True, alone=True))
+                else:
+                    delivery.rejected.append(RecordRejected(record, failure.reason))
+            start += len(part.records)
+            if pending:
+                again.append(_Part(pending, delivery, resent=True, alone=part.alone))
+            delivery.parts -= 1  # this part; the new ones are counted when queued
+            resend.extend(again)
+            if delivery.parts == 0 and not again and not delivery.result.done():
+                delivery.result.set_result(delivery.rejected)
+        return resend, transient

@@ -1,22 +1,8 @@
-"""One take of receipt messages, start to finish: validate → plan → enrich → assemble → publish.
+"""The stages of one take: prepare (validate, plan against the cache) → enrich (the model) → publish.
 
-Delivery order (the only place it is decided):
-  1. every message of the take is turned into exactly one output record: an enriched
-     transaction, or a dead letter when it is not a valid receipt;
-  2. all records are produced and the broker's acknowledgement of each is awaited;
-  3. only then does the agent ack the messages, and faust commits the highest contiguous acked
-     offset per partition at its next commit;
-  4. takes are acked in the order they were taken, and their records are handed to the producer
-     in that order too (so outputs of one key leave in input order); the first take that fails
-     stops the worker, and neither it nor any later take is acked, even one already published.
-A crash anywhere before step 3 leaves the offsets uncommitted: the take is redone (duplicates
-possible, loss impossible). A record the broker refuses for good becomes a dead letter instead.
-
-The stages are separate methods so the agent can overlap them (app/stages/delivery.py): ``prepare``
-(decode, validate, cache lookup, tokenize, plan) of take N+1 and ``publish`` of take N-1 run
-while the model thread runs ``enrich`` of take N. ``publish`` hands the records over when called
-and returns what to await for their acknowledgement, so a take's records can travel while the take
-before it still waits for its acks; acks stay in take order (step 4).
+In which order takes go through them and when their messages are acked is app/stages/delivery.py's,
+written there once as a numbered list. The stages are separate methods so takes can overlap: ``prepare``
+of take N+1 and the broker wait of take N-1 run while the model thread runs ``enrich`` of take N.
 """
 
 from __future__ import annotations
@@ -36,7 +22,7 @@ from app.stages.cache import AnswerCache
 from app.stages.dead_letter import dead_letter
 from app.stages.enrichment import AnswerPlan, EnrichFn, EnrichmentOutcome, plan_answers, run_plan
 from app.ops.metrics import Metrics, padded_tokens
-from app.kafka.publisher import OutRecord, Publisher, RecordRejected
+from app.stages.delivery import OutRecord, ProducerRounds, RecordRejected, RecordSink
 from app.stages.validation import InvalidEvent, decode_event
 from schemas.events import ModelIdentity, ReceiptEvent
 from schemas.taxonomy import Taxonomy
@@ -93,6 +79,12 @@ class TakeResult:
 
 
 class Pipeline:
+    """Turns one take of input messages into its output records, delivered: the stages ``delivery`` runs in order.
+
+    Owns the threads the stages run in (one for the model, one for the next take's preparation) and
+    the producer rounds; the agent, a backfill or a benchmark drive it the same way.
+    """
+
     def __init__(
         self,
         *,
@@ -101,7 +93,7 @@ class Pipeline:
         limits: BatchLimits,
         taxonomy: Taxonomy,
         identity: ModelIdentity,
-        publisher: Publisher,
+        sink: RecordSink,
         topics: Topics,
         model_timeout_s: float,
         cache: AnswerCache | None = None,
@@ -113,7 +105,7 @@ class Pipeline:
         self._limits = limits
         self._taxonomy = taxonomy
         self._identity = identity
-        self._publisher = publisher
+        self._rounds = ProducerRounds(sink)
         self._topics = topics
         self._model_timeout_s = model_timeout_s
         self._cache = cache
@@ -153,10 +145,9 @@ class Pipeline:
         return await self._run_model(prepared)
 
     def publish(self, prepared: PreparedTake, outcome: EnrichmentOutcome) -> Coroutine[Any, Any, TakeResult]:
-        """Hand the take's records to the publisher now; await the result for their acknowledgement.
+        """Hand the take's records to the producer now; await the result for their acknowledgement.
 
-        The handover happens in this call, not when the result is awaited: takes published in take
-        order reach the broker in take order even while earlier ones still wait for their acks.
+        The hand-over happens in this call, not when the result is awaited (delivery step 3).
         """
         outputs = list(prepared.dead_letters)
         enriched_at = datetime.now(UTC)
@@ -165,7 +156,7 @@ class Pipeline:
         for message, event in prepared.valid:
             value = encode_transaction(event, texts, answers, identity, enriched_at)
             outputs.append((message, OutRecord(output, message.key, value)))
-        return self._delivered(prepared, outcome, outputs, self._publisher.send([record for _, record in outputs]))
+        return self._delivered(prepared, outcome, outputs, self._rounds.hand_over([record for _, record in outputs]))
 
     async def _delivered(
         self,
@@ -217,7 +208,7 @@ class Pipeline:
                 letters.append(self._dead_letter(message, "dead_letter_too_large", reason, now, with_original=False))
             else:
                 letters.append(self._dead_letter(message, "publish_rejected", str(refusal), now))
-        still_rejected = await self._publisher.publish(letters)
+        still_rejected = await self._rounds.deliver(letters)
         if still_rejected:
             raise DeadLetterRefused(still_rejected[0])
 
@@ -257,4 +248,4 @@ class Pipeline:
         self._model_thread.shutdown(wait=True)
         if self._on_close is not None:
             self._on_close()
-        self._publisher.close()
+        self._rounds.close()
