@@ -13,7 +13,7 @@ from app.stages.cache import AnswerCache, LruStore
 from app.kafka.consumer_lag import LagPoller
 from app.ops.health import Health, HealthServer
 from app.ops.metrics import Metrics
-from app.stages.pipeline import Pipeline, Topics
+from app.stages.pipeline import NO_METRICS, Pipeline, Topics
 from app.kafka.publisher import Publisher
 from app.settings import Settings
 from model.enricher import Enricher
@@ -79,7 +79,7 @@ def build_pipeline(settings: Settings, metrics: Metrics | None = None) -> Pipeli
         topics=Topics(output=settings.output_topic, dlq=settings.dlq_topic),
         model_timeout_s=settings.model_timeout_s,
         cache=build_cache(settings, loaded.identity.version, taxonomy),
-        metrics=metrics,
+        metrics=metrics if metrics is not None else NO_METRICS,
         on_close=close_generator,
     )
 

@@ -55,11 +55,6 @@ def _status(answer: ParsedAnswer | None) -> ItemStatus | None:
     return answer.status if answer is not None else None
 
 
-def padded_tokens(prompt_tokens: Sequence[int], answer_tokens: int) -> int:
-    """What a batch costs the model: rows × (longest prompt + answer budget), as the batcher plans it."""
-    return len(prompt_tokens) * (max(prompt_tokens, default=0) + answer_tokens)
-
-
 @dataclass(frozen=True, slots=True)
 class PartitionOffsets:
     """One partition as Kafka reports it; ``committed`` is None when the group never committed there."""

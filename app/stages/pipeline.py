@@ -10,24 +10,66 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from app.stages.assembler import encode_transaction, model_text
-from app.stages.batcher import BatchLimits
+from app.stages.batcher import BatchLimits, padded_tokens
 from app.stages.cache import AnswerCache
 from app.stages.dead_letter import dead_letter
 from app.stages.enrichment import AnswerPlan, EnrichFn, EnrichmentOutcome, plan_answers, run_plan
-from app.ops.metrics import Metrics, padded_tokens
 from app.stages.delivery import OutRecord, ProducerRounds, RecordRejected, RecordSink
 from app.stages.validation import InvalidEvent, decode_event
+from model.parser import ParsedAnswer
 from schemas.events import ModelIdentity, ReceiptEvent
 from schemas.taxonomy import Taxonomy
 
 log = logging.getLogger(__name__)
+
+
+class TakeMetrics(Protocol):
+    """What the pipeline reports as a take goes through (app/ops/metrics.py's Metrics; NO_METRICS when nothing listens)."""
+
+    def take_started(self, items: int) -> None: ...
+
+    def dead_letter(self, kind: str) -> None: ...
+
+    def planned_batch(self, items: int, padded_tokens: int) -> None: ...
+
+    def take_published(
+        self,
+        *,
+        input_topic: str,
+        timestamps_ms: Iterable[int | None],
+        texts: Sequence[str],
+        answers: Mapping[str, ParsedAnswer],
+        generated: int,
+        enriched: int,
+        dead_letters: int,
+        published_at: float,
+    ) -> None: ...
+
+
+class _NoMetrics:
+    """Reports nothing: for tools, benchmarks and tests that do not look at metrics."""
+
+    def take_started(self, items: int) -> None:
+        pass
+
+    def dead_letter(self, kind: str) -> None:
+        pass
+
+    def planned_batch(self, items: int, padded_tokens: int) -> None:
+        pass
+
+    def take_published(self, **_take: object) -> None:
+        pass
+
+
+NO_METRICS: TakeMetrics = _NoMetrics()
 
 
 class DeadLetterRefused(RuntimeError):
@@ -97,7 +139,7 @@ class Pipeline:
         topics: Topics,
         model_timeout_s: float,
         cache: AnswerCache | None = None,
-        metrics: Metrics | None = None,
+        metrics: TakeMetrics = NO_METRICS,
         on_close: Callable[[], None] | None = None,
     ) -> None:
         self._enrich = enrich
@@ -137,8 +179,7 @@ class Pipeline:
                 dead_letters.append((message, self._dead_letter(message, error.kind, error.message, now)))
         texts = [model_text(item.name) for _, event in valid for item in event.receipt.items]
         plan = plan_answers(texts, self._cache, self._count_tokens, self._limits)
-        if self._metrics is not None:
-            self._metrics.take_started(len(texts))
+        self._metrics.take_started(len(texts))
         return PreparedTake(started_at=now, valid=valid, dead_letters=dead_letters, texts=texts, plan=plan)
 
     async def enrich(self, prepared: PreparedTake) -> EnrichmentOutcome:
@@ -168,14 +209,12 @@ class Pipeline:
         rejected = await delivery
         if rejected:
             await self._dead_letter_refused(outputs, rejected, prepared.started_at)
-        if self._metrics is not None:
-            self._record_take(prepared, outcome, rejected)
+        self._record_take(prepared, outcome, rejected)
         return TakeResult(
             receipts=len(prepared.valid), items=prepared.items, dead_letters=len(prepared.dead_letters), outcome=outcome
         )
 
     def _record_take(self, prepared: PreparedTake, outcome: EnrichmentOutcome, rejected: list[RecordRejected]) -> None:
-        assert self._metrics is not None
         # A refused record was replaced by a dead letter, and that one was acknowledged (else we raised).
         refused_transactions = sum(1 for r in rejected if r.record.topic == self._topics.output)
         messages = [message for message, _ in prepared.dead_letters] + [message for message, _ in prepared.valid]
@@ -228,8 +267,7 @@ class Pipeline:
     def _dead_letter(
         self, message: InMessage, kind: str, reason: str, now: datetime, *, with_original: bool = True
     ) -> OutRecord:
-        if self._metrics is not None:
-            self._metrics.dead_letter(kind)
+        self._metrics.dead_letter(kind)
         letter = dead_letter(
             kind=kind,
             message=reason,
