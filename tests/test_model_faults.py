@@ -15,7 +15,8 @@ import pytest
 import torch
 
 from app.stages.enrichment import enrich_all
-from model.enricher import Enricher, GenerationTimeout
+from model.enricher import Enricher
+from model.generator import GenerationTimeout
 from model.generation import BatchGenerator
 from model.loader import ModelSpec, load_model
 from model.prompt import build_prompt

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from app.stages.assembler import encode_transaction, model_text
+from app.stages.assembler import encode_transaction
 from app.stages.batcher import BatchLimits, padded_tokens
 from app.stages.cache import AnswerCache
 from app.stages.dead_letter import dead_letter
@@ -104,7 +104,7 @@ class PreparedTake:
     started_at: datetime
     valid: list[tuple[InMessage, ReceiptEvent]]
     dead_letters: list[tuple[InMessage, OutRecord]]
-    texts: list[str]  # the model text of every line item, in receipt order
+    texts: list[str]  # the name of every line item, in receipt order
     plan: AnswerPlan
 
     @property
@@ -177,7 +177,8 @@ class Pipeline:
             except InvalidEvent as error:
                 log.info("dead_letter kind=%s partition=%d offset=%d", error.kind, message.partition, message.offset)
                 dead_letters.append((message, self._dead_letter(message, error.kind, error.message, now)))
-        texts = [model_text(item.name) for _, event in valid for item in event.receipt.items]
+        # The item names go to the model as they are: the model cleans each once, when it builds its prompt.
+        texts = [item.name for _, event in valid for item in event.receipt.items]
         plan = plan_answers(texts, self._cache, self._count_tokens, self._limits)
         self._metrics.take_started(len(texts))
         return PreparedTake(started_at=now, valid=valid, dead_letters=dead_letters, texts=texts, plan=plan)
@@ -192,10 +193,9 @@ class Pipeline:
         """
         outputs = list(prepared.dead_letters)
         enriched_at = datetime.now(UTC)
-        texts = iter(prepared.texts)  # in the order of the valid receipts' items
         output, answers, identity = self._topics.output, outcome.answers, self._identity
         for message, event in prepared.valid:
-            value = encode_transaction(event, texts, answers, identity, enriched_at)
+            value = encode_transaction(event, answers, identity, enriched_at)
             outputs.append((message, OutRecord(output, message.key, value)))
         return self._delivered(prepared, outcome, outputs, self._rounds.hand_over([record for _, record in outputs]))
 
