@@ -94,6 +94,10 @@ class Settings(BaseSettings):
     batch_max_items: int = Field(default=64, ge=1)
     batch_max_tokens: int = Field(default=8192, ge=64)
     model_timeout_s: float = Field(default=120.0, gt=0)
+    # A model call still running this long is a forward pass that hangs (each call stops at model_timeout_s
+    # between decoding steps, but a single step cannot be interrupted): /healthz fails and the orchestrator
+    # restarts the worker. 0 = four model deadlines.
+    model_stuck_s: float = Field(default=0.0, ge=0, description="A model call running this long = not live; 0 = 4 × model_timeout_s")
 
     # Answer cache: an in-process LRU, and a shared Redis store when a URL is given.
     cache_max_entries: int = Field(default=200_000, ge=1)
@@ -169,6 +173,10 @@ class Settings(BaseSettings):
         if self.ssl_key_password_file is not None:
             self._ssl_key_password = _read_secret("ENRICHER_SSL_KEY_PASSWORD_FILE", self.ssl_key_password_file)
         return self
+
+    @property
+    def model_stuck_bound_s(self) -> float:
+        return self.model_stuck_s or 4 * self.model_timeout_s
 
     @property
     def uses_sasl(self) -> bool:

@@ -77,7 +77,7 @@ def build_pipeline(settings: Settings, metrics: Metrics | None = None) -> Pipeli
         identity=loaded.identity,
         sink=Publisher(settings.producer_config(), settings.produce_timeout_s),
         topics=Topics(output=settings.output_topic, dlq=settings.dlq_topic),
-        model_timeout_s=settings.model_timeout_s,
+        model_stuck_s=settings.model_stuck_bound_s,
         cache=build_cache(settings, loaded.identity.version, taxonomy),
         metrics=metrics if metrics is not None else NO_METRICS,
         on_close=close_generator,
@@ -119,7 +119,8 @@ def run_worker(settings: Settings) -> None:
     try:
         pipeline = build_pipeline(settings, metrics)
         freeze_loaded_heap()
-        health.model_ready()
+        metrics.watch_model(pipeline.model_watch.busy_s, pipeline.model_watch.stuck)
+        health.model_ready(pipeline.model_watch.stuck)
         app = create_app(settings, pipeline, health)
         worker = faust.Worker(app, loglevel=settings.log_level, redirect_stdouts=False, override_logging=False)
         try:

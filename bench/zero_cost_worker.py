@@ -61,7 +61,7 @@ class ZeroCostRun:
             identity=ModelIdentity(base_model="zero-cost", adapter=None, version="bench"),
             sink=Publisher(settings.producer_config(), settings.produce_timeout_s),
             topics=Topics(output=settings.output_topic, dlq=settings.dlq_topic),
-            model_timeout_s=settings.model_timeout_s,
+            model_stuck_s=settings.model_stuck_bound_s,
             cache=self.cache,
         )
         self._collections = {"count": 0, "seconds": 0.0}

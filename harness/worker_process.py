@@ -15,7 +15,9 @@ OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_
 
 
 class WorkerProcess:
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+    def __init__(self, env: dict[str, str], log_path: Path, module: str = "app.cli") -> None:
+        """``module`` runs with ``worker`` as its argument: the real CLI, or a test's variant of the worker."""
+        self.module = module
         # Every worker serves /metrics on ENRICHER_METRICS_PORT and refuses a taken port; tests on one
         # machine (and helpers running tests side by side) get a free port unless they choose one.
         self.metrics_port = int(env.get("ENRICHER_METRICS_PORT") or free_port())
@@ -26,7 +28,7 @@ class WorkerProcess:
     def start(self) -> "WorkerProcess":
         log = self.log_path.open("ab")
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "worker"],
+            [sys.executable, "-m", self.module, "worker"],
             cwd=REPO_ROOT,
             env=self._env,
             stdout=log,

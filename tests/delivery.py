@@ -109,7 +109,7 @@ class Run:
             partitions=self.partitions,
         )
 
-    def worker(self, model, log_path: Path, **settings: object) -> WorkerProcess:
+    def worker(self, model, log_path: Path, module: str = "app.cli", **settings: object) -> WorkerProcess:
         env = {
             "ENRICHER_BOOTSTRAP_SERVERS": self.bootstrap,
             "ENRICHER_INPUT_TOPIC": self.input,
@@ -124,7 +124,7 @@ class Run:
             "ENRICHER_TORCH_THREADS": "1",
         }
         env.update({f"ENRICHER_{name.upper()}": str(value) for name, value in settings.items()})
-        return WorkerProcess(env, log_path)
+        return WorkerProcess(env, log_path, module)
 
     def committed(self) -> dict[int, int]:
         """The group's committed offset per input partition (-1 where it has none)."""

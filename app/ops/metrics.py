@@ -159,6 +159,14 @@ class Metrics:
         self.batch_failures = Counter(
             f"{_NS}_model_batch_failures", "Model batches that raised (then split and retried), by failure kind", ["kind"], registry=r
         )
+        self.model_call_seconds = Gauge(
+            f"{_NS}_model_call_running_seconds", "How long the model thread has been in its current call (0: idle)", registry=r
+        )
+        self.model_stuck = Gauge(
+            f"{_NS}_model_stuck",
+            "1 while the current model call has outrun ENRICHER_MODEL_STUCK_S: /healthz fails so the worker is restarted",
+            registry=r,
+        )
         self.batch_max_items = Gauge(f"{_NS}_model_batch_max_items", "Configured item limit of a model batch", registry=r)
         self.batch_max_tokens = Gauge(f"{_NS}_model_batch_max_tokens", "Configured padded-token limit of a model batch", registry=r)
         self.latency = Histogram(
@@ -186,6 +194,11 @@ class Metrics:
         """The model identity as an info metric; registered only now, so no empty-labelled series exists before."""
         info = Info(f"{_NS}_model", "The model that produces the answers", registry=self.registry)
         info.info({"base_model": base_model, "adapter": adapter, "version": version, "device": device})
+
+    def watch_model(self, busy_s: Callable[[], float], stuck: Callable[[], str | None]) -> None:
+        """The model thread's gauges, read at each scrape (app/stages/model_watch.py)."""
+        self.model_call_seconds.set_function(busy_s)
+        self.model_stuck.set_function(lambda: 0.0 if stuck() is None else 1.0)
 
     def set_batch_limits(self, max_items: int, max_tokens: int) -> None:
         self.batch_max_items.set(max_items)

@@ -21,6 +21,7 @@ from app.stages.batcher import BatchLimits, padded_tokens
 from app.stages.cache import AnswerCache
 from app.stages.dead_letter import dead_letter
 from app.stages.enrichment import AnswerPlan, EnrichFn, EnrichmentOutcome, plan_answers, run_plan
+from app.stages.model_watch import ModelWatch
 from app.stages.delivery import OutRecord, ProducerRounds, RecordRejected, RecordSink
 from app.stages.validation import InvalidEvent, decode_event
 from model.parser import ParsedAnswer
@@ -137,19 +138,20 @@ class Pipeline:
         identity: ModelIdentity,
         sink: RecordSink,
         topics: Topics,
-        model_timeout_s: float,
+        model_stuck_s: float,
         cache: AnswerCache | None = None,
         metrics: TakeMetrics = NO_METRICS,
         on_close: Callable[[], None] | None = None,
     ) -> None:
-        self._enrich = enrich
+        # Watched: a call that outruns model_stuck_s makes the worker not live (app/stages/model_watch.py).
+        self.model_watch = ModelWatch(model_stuck_s)
+        self._enrich = self.model_watch.watched(enrich)
         self._count_tokens = count_tokens
         self._limits = limits
         self._taxonomy = taxonomy
         self._identity = identity
         self._rounds = ProducerRounds(sink)
         self._topics = topics
-        self._model_timeout_s = model_timeout_s
         self._cache = cache
         self._metrics = metrics
         self._on_close = on_close
@@ -254,15 +256,23 @@ class Pipeline:
     async def _run_model(self, prepared: PreparedTake) -> EnrichmentOutcome:
         loop = asyncio.get_running_loop()
         work = loop.run_in_executor(self._model_thread, run_plan, prepared.plan, self._cache, self._enrich, self._taxonomy)
-        waited = 0.0
+        watch, reported = self.model_watch, False
+        # A take is many model calls; each ends at its own deadline (model/generation.py). A call that does
+        # not is a forward pass that hangs: only a restart frees the thread, so say so once, and the
+        # liveness probe (reading the same watch) turns red.
+        check_every_s = min(1.0, watch.stuck_after_s / 4)
         while True:
             try:
-                return await asyncio.wait_for(asyncio.shield(work), timeout=self._model_timeout_s)
+                return await asyncio.wait_for(asyncio.shield(work), timeout=check_every_s)
             except TimeoutError:
-                # Each generate call ends at its own deadline (model/generation.py); a take still running
-                # here is many batches, or a single forward pass that hangs, which only a restart can free.
-                waited += self._model_timeout_s
-                log.error("model_slow waited_s=%.0f items=%d", waited, prepared.plan.planned_items)
+                if not reported and watch.stuck() is not None:
+                    reported = True
+                    log.error(
+                        "model_stuck busy_s=%.0f bound_s=%g planned_items=%d action=liveness_fails",
+                        watch.busy_s(),
+                        watch.stuck_after_s,
+                        prepared.plan.planned_items,
+                    )
 
     def _dead_letter(
         self, message: InMessage, kind: str, reason: str, now: datetime, *, with_original: bool = True
