@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import faust
 from faust.types import EventT
 
+from app.kafka import consumer
 from app.ops.health import Health
 from app.stages.delivery import OverlappedTakes
 from app.stages.pipeline import InMessage, Pipeline, TakeResult
@@ -52,6 +53,8 @@ def create_app(settings: Settings, pipeline: Pipeline, health: Health | None = N
         web_enabled=False,
         datadir=str(datadir),
     )
+    # Set before anything asks for it: Faust would build its own from the broker URL's scheme.
+    app.transport = consumer.Transport(app.conf.broker_consumer, app)
     receipts = app.topic(settings.input_topic, key_type=bytes, value_type=bytes, allow_empty=True)
     if health is not None:
         _report_health(app, settings.input_topic, health)
