@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import warnings
 
 from pydantic import ValidationError
 
@@ -19,6 +20,9 @@ def _configure_logging(level: str) -> None:
         format="ts=%(asctime)s level=%(levelname)s logger=%(name)s event=%(message)s",
     )
     install_log_redaction()
+    # PEFT 0.21 reads transformers 5's deprecated `is_gradient_checkpointing` when it wraps the model: a
+    # warning about the libraries' versions, not this service, printed as three raw lines on every start.
+    warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -5,9 +5,7 @@ from __future__ import annotations
 import gc
 import logging
 
-import faust
-
-from app.kafka.agent import create_app
+from app.kafka.agent import create_app, run_app
 from app.stages.batcher import BatchLimits
 from app.stages.cache import AnswerCache, LruStore
 from app.kafka.consumer_lag import LagPoller
@@ -19,12 +17,15 @@ from app.settings import Settings
 from model.enricher import Enricher
 from model.generation import BatchGenerator
 from model.loader import ModelSpec, load_model
+from transformers.utils.logging import disable_progress_bar
 from schemas.taxonomy import Taxonomy, load_taxonomy
 
 log = logging.getLogger(__name__)
 
 
 def build_pipeline(settings: Settings, metrics: Metrics | None = None) -> Pipeline:
+    # transformers draws a progress bar on stderr while the weights load: raw text in a structured log.
+    disable_progress_bar()
     loaded = load_model(
         ModelSpec(
             base_path=settings.model_base_path,
@@ -39,6 +40,8 @@ def build_pipeline(settings: Settings, metrics: Metrics | None = None) -> Pipeli
     if settings.continuous_batching:
         # Imported only here: transformers' continuous batching pulls in torch._dynamo, ~3 s at every start.
         from model.continuous_generation import ContinuousGenerator
+
+        _log_through_root("ContinuousBatchingLogger", logging.WARNING)
 
         # The item limit stays the number of rows decoding at once; the planner's batches are fed to it.
         generator = ContinuousGenerator(loaded, max_time_s=settings.model_timeout_s, max_concurrent=settings.batch_max_items)
@@ -84,6 +87,19 @@ def build_pipeline(settings: Settings, metrics: Metrics | None = None) -> Pipeli
     )
 
 
+def _log_through_root(name: str, level: int) -> None:
+    """Send a library logger's records through the worker's structured format instead of its own handler.
+
+    transformers' continuous batching logs through a handler of its own, in its own line format, at INFO
+    (flash-attention advice, cache sizes, thread status): one structured line per event, or none.
+    """
+    logger = logging.getLogger(name)
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+    logger.propagate = True
+    logger.setLevel(level)
+
+
 def build_cache(settings: Settings, model_version: str, taxonomy: Taxonomy) -> AnswerCache:
     shared = None
     if settings.redis_url:
@@ -122,9 +138,8 @@ def run_worker(settings: Settings) -> None:
         metrics.watch_model(pipeline.model_watch.busy_s, pipeline.model_watch.stuck)
         health.model_ready(pipeline.model_watch.stuck)
         app = create_app(settings, pipeline, health)
-        worker = faust.Worker(app, loglevel=settings.log_level, redirect_stdouts=False, override_logging=False)
         try:
-            worker.execute_from_commandline()
+            run_app(app, settings.log_level)
         finally:
             pipeline.close()
     finally:

@@ -11,9 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Sequence
 
-import faust
-
-from app.kafka.agent import create_app
+from app.kafka.agent import create_app, run_app
 from app.stages.delivery import OutRecord, ProducerRounds
 from app.stages.enrichment import EnrichmentOutcome
 from app.stages.pipeline import InMessage, TakeResult
@@ -57,7 +55,7 @@ def main(argv: list[str] | None = None) -> None:
     app = create_app(settings, CopyStages(rounds, settings.output_topic))
     freeze_loaded_heap()
     try:
-        faust.Worker(app, loglevel=settings.log_level, redirect_stdouts=False, override_logging=False).execute_from_commandline()
+        run_app(app, settings.log_level)
     finally:
         rounds.close()
 

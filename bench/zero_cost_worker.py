@@ -19,9 +19,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import faust
-
-from app.kafka.agent import create_app
+from app.kafka.agent import create_app, run_app
 from app.stages.batcher import BatchLimits
 from app.stages.cache import AnswerCache, LruStore
 from app.stages.pipeline import Pipeline, Topics
@@ -114,7 +112,7 @@ def main(argv: list[str] | None = None) -> None:
     app = create_app(settings, run.pipeline)
     run.start_counting_collections()
     try:
-        faust.Worker(app, loglevel=settings.log_level, redirect_stdouts=False, override_logging=False).execute_from_commandline()
+        run_app(app, settings.log_level)
     finally:
         run.pipeline.close()
         run.write_stats(stats_path)

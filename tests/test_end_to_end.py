@@ -137,3 +137,6 @@ def test_valid_receipts_are_enriched_exactly_once_and_malformed_ones_go_to_the_d
     # Exit 0 on SIGTERM also shows the continuous-batching manager's thread was stopped, not left running.
     assert exit_code == 0, log[-3000:]
     assert f"generator={generator}" in log
+    # A log collector gets one structured record per line: no progress bars, raw warnings or terminal codes.
+    raw = [line for line in log.splitlines() if not line.startswith("ts=")]
+    assert not raw, f"{len(raw)} lines of the worker's log are not log records, e.g. {raw[:3]}"

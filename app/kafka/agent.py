@@ -95,6 +95,15 @@ def create_app(settings: Settings, pipeline: Pipeline, health: Health | None = N
     return app
 
 
+def run_app(app: faust.App, log_level: str) -> None:
+    """Run the Faust worker until it is stopped; its output is log records only."""
+    worker = faust.Worker(app, loglevel=log_level, redirect_stdouts=False, override_logging=False, quiet=True)
+    # Faust's start-up spinner writes terminal control codes and " OK ^" to stdout even when stdout is a
+    # log file; without it Faust logs "Ready" instead. A log collector wants one structured line per event.
+    worker.spinner = None
+    worker.execute_from_commandline()
+
+
 def _report_health(app: faust.App, input_topic: str, health: Health) -> None:
     """Readiness follows the assignment of input partitions; liveness follows an event-loop beat."""
 

@@ -67,7 +67,8 @@ class LagPoller:
     """Polls every ``interval_s`` and hands each snapshot to ``LagMetrics`` (served at the next scrape)."""
 
     def __init__(self, admin_config: dict[str, object], group: str, topic: str, sink: LagMetrics, interval_s: float) -> None:
-        self._admin = AdminClient(admin_config)
+        # librdkafka's log lines as log records (served by the poll's own requests), not raw stderr text.
+        self._admin = AdminClient({**admin_config, "logger": logging.getLogger("librdkafka")})
         self._group = group
         self._topic = topic
         self._sink = sink

@@ -19,6 +19,8 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 from app.stages.delivery import FailureKind, OutRecord, RecordFailure
 
 log = logging.getLogger(__name__)
+# librdkafka's own log lines (connection failures, retries) as log records instead of raw stderr text.
+_LIBRDKAFKA_LOG = logging.getLogger("librdkafka")
 
 
 def _failure(error: KafkaError) -> RecordFailure:
@@ -48,6 +50,7 @@ class Publisher:
                 "compression.type": "lz4",
                 **config,
                 "delivery.report.only.error": True,  # send_round relies on it, see the module docstring
+                "logger": _LIBRDKAFKA_LOG,  # served by flush, in the I/O thread
             }
         )
         self._flush_timeout_s = flush_timeout_s
