@@ -122,10 +122,11 @@ class TakeResult:
 
 
 class Pipeline:
-    """Turns one take of input messages into its output records, delivered: the stages ``delivery`` runs in order.
+    """Its one job: turn a take of input messages into output records the broker has acknowledged.
 
-    Owns the threads the stages run in (one for the model, one for the next take's preparation) and
-    the producer rounds; the agent, a backfill or a benchmark drive it the same way.
+    Three stages (``prepare``, ``enrich``, ``publish``) that app/stages/delivery.py runs in its order; the
+    pipeline owns the threads they run in (the model's, and one preparing the next take) and the producer
+    rounds. The agent, a backfill and the benchmark workers drive it the same way.
     """
 
     def __init__(
