@@ -2,7 +2,8 @@
 
 Used by bench/run.py to measure what Faust itself allows: the same agent, take loop, overlap, acks,
 producer rounds and publisher as the real worker (app/kafka/agent.py, app/stages/delivery.py,
-app/kafka/publisher.py), with no decoding, no cache and no model. ``python -m bench.passthrough_worker`` with the usual ENRICHER_* settings.
+app/kafka/publisher.py), with no decoding, no cache and no model. ``python -m bench.passthrough_worker``
+with the usual ENRICHER_* settings.
 The zero-cost worker's rate divided by this one is the share of Faust's ceiling the pipeline reaches.
 """
 

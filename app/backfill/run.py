@@ -1,7 +1,7 @@
 """``receipt-enricher backfill``: replay a range of the input topic through the live pipeline, bounded and resumable.
 
 The range and its semantics are defined in app/backfill/plan.py. Delivery is the worker's
-(app/stages/pipeline.py): a take is published and every broker ack awaited, and only then are its offsets
+(app/stages/delivery.py): a take is published and every broker ack awaited, and only then are its offsets
 committed, to the job's own consumer group (the live group is never touched). Resume: before the first
 record is read, the plan (start and end of every partition, the job's fingerprint) is committed as
 offset metadata of that group; a later run in the same group reads it back, refuses a different job,
