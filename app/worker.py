@@ -6,14 +6,14 @@ import gc
 import logging
 
 from app.kafka.agent import create_app, run_app
-from app.stages.batcher import BatchLimits
-from app.stages.cache import AnswerCache, LruStore
 from app.kafka.consumer_lag import LagPoller
+from app.kafka.publisher import Publisher
 from app.ops.health import Health, HealthServer
 from app.ops.metrics import Metrics
-from app.stages.pipeline import NO_METRICS, Pipeline, Topics
-from app.kafka.publisher import Publisher
 from app.settings import Settings
+from app.stages.batcher import BatchLimits
+from app.stages.cache import AnswerCache, LruStore
+from app.stages.pipeline import NO_METRICS, Pipeline, Topics
 from model.enricher import Enricher
 from model.generation import BatchGenerator
 from model.loader import ModelSpec, load_model

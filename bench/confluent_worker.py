@@ -18,9 +18,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 from confluent_kafka import Consumer, Message, TopicPartition
 
+from app.settings import Settings
 from app.stages.delivery import OverlappedTakes
 from app.stages.pipeline import InMessage, TakeResult
-from app.settings import Settings
 from bench.zero_cost_worker import ZeroCostRun, parse_bench_args
 
 log = logging.getLogger(__name__)

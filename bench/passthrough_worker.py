@@ -13,11 +13,11 @@ import logging
 from collections.abc import Awaitable, Sequence
 
 from app.kafka.agent import create_app, run_app
+from app.kafka.publisher import Publisher
+from app.settings import Settings
 from app.stages.delivery import OutRecord, ProducerRounds
 from app.stages.enrichment import EnrichmentOutcome
 from app.stages.pipeline import InMessage, TakeResult
-from app.kafka.publisher import Publisher
-from app.settings import Settings
 from app.worker import freeze_loaded_heap
 from bench.zero_cost_worker import parse_bench_args
 

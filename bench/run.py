@@ -41,16 +41,16 @@ from pathlib import Path
 
 from confluent_kafka import Consumer, Producer
 
+from app.kafka.topics import create_service_topics
 from app.stages.batcher import BatchLimits, plan_batches
 from app.stages.cache import AnswerCache, LruStore, cache_key
 from app.stages.enrichment import answer_texts
 from app.tools.samples import SAMPLE_ITEMS, load_item_names, sample_items_bytes, sample_receipt_event
-from app.kafka.topics import create_service_topics
+from harness.kafka_broker import LocalKafka
 from model.item_key import item_key
 from model.parser import ParsedAnswer
 from schemas.events import ItemStatus
 from schemas.taxonomy import load_taxonomy
-from harness.kafka_broker import LocalKafka
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SIZES = {

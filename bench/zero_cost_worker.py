@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from app.kafka.agent import create_app, run_app
+from app.kafka.publisher import Publisher
+from app.settings import Settings
 from app.stages.batcher import BatchLimits
 from app.stages.cache import AnswerCache, LruStore
 from app.stages.pipeline import Pipeline, Topics
-from app.kafka.publisher import Publisher
-from app.settings import Settings
 from app.worker import freeze_loaded_heap
 from model.parser import ParsedAnswer
 from schemas.events import ItemStatus, ModelIdentity

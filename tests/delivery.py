@@ -17,8 +17,8 @@ import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, ConsumerGroupTopicPartitions, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from app.tools.samples import load_item_names, sample_receipt_event
 from app.kafka.topics import create_service_topics
+from app.tools.samples import load_item_names, sample_receipt_event
 from harness.worker_process import WorkerProcess
 
 

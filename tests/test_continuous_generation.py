@@ -6,8 +6,8 @@ import pytest
 
 from app.tools.samples import load_item_names
 from model.continuous_generation import ContinuousGenerator
-from model.generator import GenerationTimeout
 from model.generation import BatchGenerator
+from model.generator import GenerationTimeout
 from model.loader import ModelSpec, load_model
 from model.prompt import build_prompt
 

@@ -10,12 +10,12 @@ import orjson
 import pytest
 from confluent_kafka import Producer
 
-from app.tools.samples import load_item_names, sample_receipt_event
 from app.kafka.topics import create_service_topics
+from app.tools.samples import load_item_names, sample_receipt_event
+from harness.worker_process import WorkerProcess
 from schemas.events import DeadLetter, EnrichedTransaction
 from schemas.taxonomy import load_taxonomy
 from tests.delivery import committed_at_end, read_topic
-from harness.worker_process import WorkerProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.model]
 

@@ -19,8 +19,8 @@ from hypothesis import strategies as st
 from app.stages.assembler import encode_transaction
 from app.stages.dead_letter import dead_letter
 from app.stages.enrichment import fallback_answer
-from app.tools.samples import load_item_names, sample_receipt_event
 from app.stages.validation import MAX_EVENT_BYTES, InvalidEvent, decode_event
+from app.tools.samples import load_item_names, sample_receipt_event
 from model.prompt import FIELD_SEPARATOR, MAX_RAW_CHARS, PROMPT_SUFFIX, build_prompt, clean_raw_name
 from schemas.events import MAX_KOPECKS, DeadLetter, EnrichedTransaction, ModelIdentity
 from schemas.taxonomy import load_taxonomy

@@ -16,8 +16,8 @@ import torch
 
 from app.stages.enrichment import enrich_all
 from model.enricher import Enricher
-from model.generator import GenerationTimeout
 from model.generation import BatchGenerator
+from model.generator import GenerationTimeout
 from model.loader import ModelSpec, load_model
 from model.prompt import build_prompt
 from schemas.events import ItemStatus

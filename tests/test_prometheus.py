@@ -20,8 +20,8 @@ import pytest
 import yaml
 from confluent_kafka import Producer
 
-from app.tools.samples import load_item_names, sample_receipt_event
 from app.kafka.topics import create_service_topics
+from app.tools.samples import load_item_names, sample_receipt_event
 from bench.dashboard_render import ALERTS, load_panels, render
 from harness.kafka_broker import free_port
 from harness.prometheus_server import PrometheusServer, prometheus_binary

@@ -14,8 +14,8 @@ import uuid
 import pytest
 
 from app.kafka.publisher import Publisher
-from app.stages.delivery import FailureKind, OutRecord, ProducerRounds
 from app.kafka.topics import create_topics
+from app.stages.delivery import FailureKind, OutRecord, ProducerRounds
 from tests.delivery import read_topic
 
 pytestmark = pytest.mark.integration

@@ -34,8 +34,8 @@ from app.backfill.plan import (
     plan_by_time,
     resume_from,
 )
-from app.stages.pipeline import InMessage, Pipeline
 from app.settings import Settings
+from app.stages.pipeline import InMessage, Pipeline
 
 log = logging.getLogger(__name__)
 

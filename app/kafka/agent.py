@@ -10,9 +10,9 @@ from faust.types import EventT
 
 from app.kafka import consumer
 from app.ops.health import Health
+from app.settings import Settings
 from app.stages.delivery import OverlappedTakes
 from app.stages.pipeline import InMessage, Pipeline, TakeResult
-from app.settings import Settings
 
 log = logging.getLogger(__name__)
 

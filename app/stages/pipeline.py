@@ -20,9 +20,9 @@ from app.stages.assembler import encode_transaction
 from app.stages.batcher import BatchLimits, padded_tokens
 from app.stages.cache import AnswerCache
 from app.stages.dead_letter import dead_letter
+from app.stages.delivery import OutRecord, ProducerRounds, RecordRejected, RecordSink
 from app.stages.enrichment import AnswerPlan, EnrichFn, EnrichmentOutcome, plan_answers, run_plan
 from app.stages.model_watch import ModelWatch
-from app.stages.delivery import OutRecord, ProducerRounds, RecordRejected, RecordSink
 from app.stages.validation import InvalidEvent, decode_event
 from model.parser import ParsedAnswer
 from schemas.events import ModelIdentity, ReceiptEvent
