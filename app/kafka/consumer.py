@@ -2,8 +2,8 @@
 
 On a rebalance, Faust's ``Consumer.on_partitions_revoked`` first forgets the acked but not yet committed
 offsets of the revoked partitions, and only then waits for the takes in flight and commits. So the
-partition's next owner redid up to a commit interval of receipts (4 to 9 in tests/test_rebalance.py;
-faust-streaming issue #502). Kafka Streams and quix-streams commit a revoked partition's processed
+partition's next owner redid up to a commit interval of receipts (faust-streaming issue #502;
+tests/test_rebalance.py fails without this class). Kafka Streams and quix-streams commit a revoked partition's processed
 offsets during the revocation; this consumer does the same, before Faust forgets them. The takes still
 in flight then finish and are committed by Faust's own revocation step, so a graceful hand-over repeats
 nothing. Everything else is Faust's aiokafka transport; app/kafka/agent.py installs it on the app.
