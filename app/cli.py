@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import warnings
 
 from pydantic import ValidationError
 
-from app.log_redaction import install_log_redaction
+from app.ops.log_redaction import install_log_redaction
 from app.settings import Settings
 
 
@@ -19,6 +20,9 @@ def _configure_logging(level: str) -> None:
         format="ts=%(asctime)s level=%(levelname)s logger=%(name)s event=%(message)s",
     )
     install_log_redaction()
+    # PEFT 0.21 reads transformers 5's deprecated `is_gradient_checkpointing` when it wraps the model: a
+    # warning about the libraries' versions, not this service, printed as three raw lines on every start.
+    warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     backfill = commands.add_parser(
         "backfill", help="replay a time or offset range of the input topic into an output topic (bounded, resumable)"
     )
-    from app.backfill_plan import add_arguments as add_backfill_arguments
+    from app.backfill.plan import add_arguments as add_backfill_arguments
 
     add_backfill_arguments(backfill)
     return parser
@@ -57,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"receipt-enricher: invalid settings: {error}", file=sys.stderr)
         return 2
     _configure_logging(settings.log_level)
-    from app.broker_access import BrokerAccessDenied, check_broker_access
+    from app.kafka.broker_access import BrokerAccessDenied, check_broker_access
 
     try:
         check_broker_access(settings)
@@ -65,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"receipt-enricher: {error}", file=sys.stderr)
         return 3
     if args.command == "worker":
-        from app.health import MetricsPortInUse
+        from app.ops.health import MetricsPortInUse
         from app.worker import run_worker  # imports torch: only the worker pays for it
 
         try:
@@ -74,8 +78,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"receipt-enricher worker: {error.strerror}", file=sys.stderr)
             return 2
     elif args.command == "lag-exporter":
-        from app.consumer_lag import serve_lag
-        from app.health import MetricsPortInUse
+        from app.kafka.consumer_lag import serve_lag
+        from app.ops.health import MetricsPortInUse
 
         try:
             serve_lag(settings)
@@ -83,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"receipt-enricher lag-exporter: {error.strerror}", file=sys.stderr)
             return 2
     elif args.command == "create-topics":
-        from app.topics import create_service_topics
+        from app.kafka.topics import create_service_topics
 
         create_service_topics(
             settings.admin_config(),
@@ -93,12 +97,12 @@ def main(argv: list[str] | None = None) -> int:
             partitions=settings.topic_partitions,
         )
     elif args.command == "produce-samples":
-        from app.console import produce_samples
+        from app.tools.console import produce_samples
 
         sent = produce_samples(settings.producer_config(), settings.input_topic, args.count, args.seed, args.malformed)
         print(f"produced {sent} messages to {settings.input_topic}")
     elif args.command == "tail":
-        from app.console import consume, render_dead_letter, render_transaction
+        from app.tools.console import consume, render_dead_letter, render_transaction
 
         topic = settings.dlq_topic if args.dlq else settings.output_topic
         render = render_dead_letter if args.dlq else render_transaction
@@ -108,8 +112,8 @@ def main(argv: list[str] | None = None) -> int:
             shown += 1
         print(f"-- {shown} message(s) from {topic}")
     elif args.command == "backfill":
-        from app.backfill import BackfillFailed, run_backfill
-        from app.backfill_plan import EXIT_INTERRUPTED, BackfillRefused, request_from_args
+        from app.backfill.run import BackfillFailed, run_backfill
+        from app.backfill.plan import EXIT_INTERRUPTED, BackfillRefused, request_from_args
 
         try:
             summary = run_backfill(settings, request_from_args(settings, args))

@@ -94,6 +94,10 @@ class Settings(BaseSettings):
     batch_max_items: int = Field(default=64, ge=1)
     batch_max_tokens: int = Field(default=8192, ge=64)
     model_timeout_s: float = Field(default=120.0, gt=0)
+    # A model call still running this long is a forward pass that hangs (each call stops at model_timeout_s
+    # between decoding steps, but a single step cannot be interrupted): /healthz fails and the orchestrator
+    # restarts the worker. 0 = four model deadlines.
+    model_stuck_s: float = Field(default=0.0, ge=0, description="A model call running this long = not live; 0 = 4 × model_timeout_s")
 
     # Answer cache: an in-process LRU, and a shared Redis store when a URL is given.
     cache_max_entries: int = Field(default=200_000, ge=1)
@@ -120,7 +124,7 @@ class Settings(BaseSettings):
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
-    # Operations: /metrics, /healthz, /readyz on one port (app/health.py); consumer lag read from Kafka.
+    # Operations: /metrics, /healthz, /readyz on one port (app/ops/health.py); consumer lag read from Kafka.
     # Several workers on one host need a port each: the worker refuses to start on a taken port.
     metrics_host: str = "0.0.0.0"
     metrics_port: int = Field(default=9108, ge=1, le=65535)
@@ -169,6 +173,10 @@ class Settings(BaseSettings):
         if self.ssl_key_password_file is not None:
             self._ssl_key_password = _read_secret("ENRICHER_SSL_KEY_PASSWORD_FILE", self.ssl_key_password_file)
         return self
+
+    @property
+    def model_stuck_bound_s(self) -> float:
+        return self.model_stuck_s or 4 * self.model_timeout_s
 
     @property
     def uses_sasl(self) -> bool:
@@ -241,7 +249,7 @@ class Settings(BaseSettings):
         return {
             "bootstrap.servers": self.bootstrap_servers,
             "client.id": f"{self.group_id}-producer",
-            # Dead letters of near-1 MB messages are larger than 1 MB (see app/topics.py).
+            # Dead letters of near-1 MB messages are larger than 1 MB (see app/kafka/topics.py).
             "message.max.bytes": 5 * 1024 * 1024,
             **self._security_config(),
         }

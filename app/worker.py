@@ -5,26 +5,27 @@ from __future__ import annotations
 import gc
 import logging
 
-import faust
-
-from app.agent import create_app
-from app.batcher import BatchLimits
-from app.cache import AnswerCache, LruStore
-from app.consumer_lag import LagPoller
-from app.health import Health, HealthServer
-from app.metrics import Metrics
-from app.pipeline import Pipeline, Topics
-from app.publisher import Publisher
+from app.kafka.agent import create_app, run_app
+from app.kafka.consumer_lag import LagPoller
+from app.kafka.publisher import Publisher
+from app.ops.health import Health, HealthServer
+from app.ops.metrics import Metrics
 from app.settings import Settings
+from app.stages.batcher import BatchLimits
+from app.stages.cache import AnswerCache, LruStore
+from app.stages.pipeline import NO_METRICS, Pipeline, Topics
 from model.enricher import Enricher
 from model.generation import BatchGenerator
 from model.loader import ModelSpec, load_model
+from transformers.utils.logging import disable_progress_bar
 from schemas.taxonomy import Taxonomy, load_taxonomy
 
 log = logging.getLogger(__name__)
 
 
 def build_pipeline(settings: Settings, metrics: Metrics | None = None) -> Pipeline:
+    # transformers draws a progress bar on stderr while the weights load: raw text in a structured log.
+    disable_progress_bar()
     loaded = load_model(
         ModelSpec(
             base_path=settings.model_base_path,
@@ -39,6 +40,8 @@ def build_pipeline(settings: Settings, metrics: Metrics | None = None) -> Pipeli
     if settings.continuous_batching:
         # Imported only here: transformers' continuous batching pulls in torch._dynamo, ~3 s at every start.
         from model.continuous_generation import ContinuousGenerator
+
+        _log_through_root("ContinuousBatchingLogger", logging.WARNING)
 
         # The item limit stays the number of rows decoding at once; the planner's batches are fed to it.
         generator = ContinuousGenerator(loaded, max_time_s=settings.model_timeout_s, max_concurrent=settings.batch_max_items)
@@ -75,19 +78,32 @@ def build_pipeline(settings: Settings, metrics: Metrics | None = None) -> Pipeli
         ),
         taxonomy=taxonomy,
         identity=loaded.identity,
-        publisher=Publisher(settings.producer_config(), settings.produce_timeout_s),
+        sink=Publisher(settings.producer_config(), settings.produce_timeout_s),
         topics=Topics(output=settings.output_topic, dlq=settings.dlq_topic),
-        model_timeout_s=settings.model_timeout_s,
+        model_stuck_s=settings.model_stuck_bound_s,
         cache=build_cache(settings, loaded.identity.version, taxonomy),
-        metrics=metrics,
+        metrics=metrics if metrics is not None else NO_METRICS,
         on_close=close_generator,
     )
+
+
+def _log_through_root(name: str, level: int) -> None:
+    """Send a library logger's records through the worker's structured format instead of its own handler.
+
+    transformers' continuous batching logs through a handler of its own, in its own line format, at INFO
+    (flash-attention advice, cache sizes, thread status): one structured line per event, or none.
+    """
+    logger = logging.getLogger(name)
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+    logger.propagate = True
+    logger.setLevel(level)
 
 
 def build_cache(settings: Settings, model_version: str, taxonomy: Taxonomy) -> AnswerCache:
     shared = None
     if settings.redis_url:
-        from app.redis_store import RedisAnswerStore
+        from app.kafka.redis_store import RedisAnswerStore
 
         shared = RedisAnswerStore(settings.redis_url, settings.cache_ttl_s)
     return AnswerCache(model_version, taxonomy, LruStore(settings.cache_max_entries), shared)
@@ -119,11 +135,11 @@ def run_worker(settings: Settings) -> None:
     try:
         pipeline = build_pipeline(settings, metrics)
         freeze_loaded_heap()
-        health.model_ready()
+        metrics.watch_model(pipeline.model_watch.busy_s, pipeline.model_watch.stuck)
+        health.model_ready(pipeline.model_watch.stuck)
         app = create_app(settings, pipeline, health)
-        worker = faust.Worker(app, loglevel=settings.log_level, redirect_stdouts=False, override_logging=False)
         try:
-            worker.execute_from_commandline()
+            run_app(app, settings.log_level)
         finally:
             pipeline.close()
     finally:

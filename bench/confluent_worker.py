@@ -1,7 +1,7 @@
 """The zero-cost pipeline driven by a confluent-kafka consumer instead of the Faust agent (a measurement only).
 
 Used by bench/run.py to show what the pipeline's own work allows once Faust's per-message machinery is out
-of the way: the same Pipeline, the same overlapped takes (app/overlap.py), the same publisher; takes come
+of the way: the same Pipeline, the same overlapped takes (app/stages/delivery.py), the same publisher; takes come
 from ``Consumer.consume`` and are committed, in take order, after their records are acknowledged.
 It is not a product path: no rebalance handling beyond what the consumer does itself, no health,
 no metrics. ``python -m bench.confluent_worker [--stats PATH]`` with the usual ENRICHER_* settings;
@@ -18,10 +18,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 from confluent_kafka import Consumer, Message, TopicPartition
 
-from app.overlap import OverlappedTakes
-from app.pipeline import InMessage, TakeResult
 from app.settings import Settings
-from bench.zero_cost_worker import ZeroCostRun, parse_stats_path
+from app.stages.delivery import OverlappedTakes
+from app.stages.pipeline import InMessage, TakeResult
+from bench.zero_cost_worker import ZeroCostRun, parse_bench_args
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ async def _consume(settings: Settings, run: ZeroCostRun) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    stats_path = parse_stats_path(argv, __doc__)
+    stats_path = parse_bench_args(argv, __doc__).stats
     settings = Settings()
     logging.basicConfig(level=settings.log_level, format="ts=%(asctime)s level=%(levelname)s logger=%(name)s event=%(message)s")
     run = ZeroCostRun(settings)

@@ -160,11 +160,11 @@ def demo_run(out: Path, minutes: float) -> None:
     """Make real data (broker, worker, Prometheus, lag exporter) and render it; everything is stopped at the end."""
     from confluent_kafka import Producer
 
-    from app.samples import sample_receipt_event
-    from app.topics import create_service_topics
-    from tests.kafka_broker import LocalKafka, free_port
-    from tests.prometheus_server import PrometheusServer
-    from tests.worker_process import OFFLINE_ENV, WorkerProcess
+    from app.tools.samples import sample_receipt_event
+    from app.kafka.topics import create_service_topics
+    from harness.kafka_broker import LocalKafka, free_port
+    from harness.prometheus_server import PrometheusServer
+    from harness.worker_process import OFFLINE_ENV, WorkerProcess
 
     model = REPO_ROOT / "models" / "default"
     if not (model / "manifest.json").exists():
@@ -301,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not args.prometheus or args.start is None:
         parser.error("give --run, or --prometheus and --from")
-    from tests.prometheus_server import PrometheusApi
+    from harness.prometheus_server import PrometheusApi
 
     server = PrometheusApi(args.prometheus)
     end = args.end or time.time()

@@ -9,7 +9,9 @@ Writes bench/results/<size>.json (the machine, the date, the load average during
 - pipeline: receipts through the real broker and the real worker with a zero-cost enricher, in line
   items/s, next to a raw confluent-kafka consume+produce loop on the same broker in the same run,
   the fill of the batches the enricher was given, the same agent with empty stages (what Faust
-  itself allows), and the same pipeline fed by a confluent-kafka consumer instead of Faust;
+  itself allows), and the same pipeline fed by a confluent-kafka consumer instead of Faust; then at
+  a realistic model rate: the zero-cost enricher paced to 500 generated items/s (a GPU's rate) with
+  the worker's CPU beside it, and the real worker with the real default model on a backlog;
 - latency: produce → enriched percentiles with the real worker and model at a stated light load.
 Every stream is the same kind: receipts whose items are drawn from a Zipf distribution (below).
 Timings depend on the machine and its load; the small size exists so CI keeps this command working.
@@ -39,22 +41,24 @@ from pathlib import Path
 
 from confluent_kafka import Consumer, Producer
 
-from app.batcher import BatchLimits, plan_batches
-from app.cache import AnswerCache, LruStore, cache_key
-from app.enrichment import answer_texts
-from app.samples import SAMPLE_ITEMS_PATH, load_item_names, sample_receipt_event
-from app.topics import create_service_topics
+from app.kafka.topics import create_service_topics
+from app.stages.batcher import BatchLimits, plan_batches
+from app.stages.cache import AnswerCache, LruStore, cache_key
+from app.stages.enrichment import answer_texts
+from app.tools.samples import SAMPLE_ITEMS, load_item_names, sample_items_bytes, sample_receipt_event
+from harness.kafka_broker import LocalKafka
 from model.item_key import item_key
 from model.parser import ParsedAnswer
 from schemas.events import ItemStatus
 from schemas.taxonomy import load_taxonomy
-from tests.kafka_broker import LocalKafka
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SIZES = {
-    "full": {"receipts": 40_000, "model_items": 256, "stream": 200_000, "latency_receipts": 240},
-    "small": {"receipts": 2_000, "model_items": 32, "stream": 20_000, "latency_receipts": 20},
+    "full": {"receipts": 40_000, "model_items": 256, "stream": 200_000, "latency_receipts": 240, "paced_receipts": 10_000, "real_model_receipts": 2_000},
+    "small": {"receipts": 2_000, "model_items": 32, "stream": 20_000, "latency_receipts": 20, "paced_receipts": 500, "real_model_receipts": 40},
 }
+# What a model on one GPU serves (docs/performance.md): the rate at which the worker's own CPU is judged.
+PACED_MODEL_ITEMS_PER_S = 500.0
 # Item popularity: retail purchase counts follow a power law with an exponent near 1 (a few hundred
 # staples — bread, milk, bags — make most lines). 1.1 over ~50k distinct strings is a moderate choice:
 # the cache section also reports 0.9–1.2, because the hit ratio depends on it more than on anything else.
@@ -250,7 +254,7 @@ def _take_padding(generator, takes: int = 8, receipts_per_take: int = 256) -> di
 
     This is what the service pays: a take's misses sorted by length and cut at 64 items / 8,192 padded tokens.
     """
-    from app.enrichment import plan_answers
+    from app.stages.enrichment import plan_answers
 
     limits = BatchLimits(64, 8192, generator.max_new_tokens)
     stream = _receipts(ZipfItems(ZIPF_S), takes * receipts_per_take, seed=9)
@@ -505,22 +509,30 @@ def _stop(worker: subprocess.Popen) -> int:
 
 
 def _zero_cost_run(
-    bootstrap: str, messages: list[tuple[bytes, bytes]], take_max_events: int, workdir: Path, module: str = "bench.zero_cost_worker"
+    bootstrap: str,
+    messages: list[tuple[bytes, bytes]],
+    take_max_events: int,
+    workdir: Path,
+    module: str = "bench.zero_cost_worker",
+    extra_args: tuple[str, ...] = (),
 ) -> dict:
-    """A warm zero-cost worker (group joined, first receipt out) gets the whole backlog at once.
+    """A warm worker (group joined, first receipt out) gets the whole backlog at once.
 
     Timed from the start of producing the backlog (under a second of the run) to the last output record,
-    so the first take's processing is included, however large the take.
+    so the first take's processing is included, however large the take. ``module`` is a bench worker
+    (``--stats`` and ``extra_args`` passed on) or ``app.cli`` (the real worker: ``worker`` is passed).
     """
-    run = f"pipe-{uuid.uuid4().hex[:6]}-{module.rsplit('.', 1)[-1]}-take{take_max_events}"
+    label = "real" if module == "app.cli" else module.rsplit(".", 1)[-1]
+    run = f"pipe-{uuid.uuid4().hex[:6]}-{label}-take{take_max_events}"
     topics = _topics(bootstrap, run)
     stats_path = workdir / f"{run}_stats.json"
     log_path = workdir / f"{run}.log"
     env = _worker_env(bootstrap, topics, f"bench-{run}", workdir / "faust")
     env["ENRICHER_TAKE_MAX_EVENTS"] = str(take_max_events)
+    arguments = ["worker"] if module == "app.cli" else ["--stats", str(stats_path), *extra_args]
     with log_path.open("wb") as log:
         worker = subprocess.Popen(
-            [sys.executable, "-m", module, "--stats", str(stats_path)],
+            [sys.executable, "-m", module, *arguments],
             cwd=REPO_ROOT,
             env=env,
             stdout=log,
@@ -553,6 +565,8 @@ def _zero_cost_run(
         # All the worker's threads, from the backlog's produce until the count saw its last record (a little
         # idle time after the last record is included: an upper bound).
         "cpu_us_per_receipt": round(cpu / receipts * 1e6, 1) if cpu is not None else None,
+        # CPU seconds per wall second: the share of the machine the worker took while draining the backlog.
+        "worker_cores": round(cpu / max(last - started, 1e-3), 3) if cpu is not None else None,
         "peak_rss_mb": peak_rss_mb,
         "enricher_batches": len(sizes),
         "enricher_items": sum(sizes),
@@ -564,7 +578,7 @@ def _zero_cost_run(
     }
 
 
-def bench_pipeline(bootstrap: str, receipts: int, workdir: Path) -> dict:
+def bench_pipeline(bootstrap: str, receipts: int, paced_receipts: int, real_model_receipts: int, workdir: Path) -> dict:
     # One receipt more: the first one warms each worker up and is not counted.
     messages, item_counts = _serialized(_receipts(ZipfItems(ZIPF_S), receipts + 1, seed=1))
     items = sum(item_counts[1:])
@@ -580,10 +594,22 @@ def bench_pipeline(bootstrap: str, receipts: int, workdir: Path) -> dict:
         run["ratio_to_raw"] = round(run["items_per_s"] / raw_items_per_s, 3)
         return run
 
+    def at_model_rate(count: int, module: str, extra_args: tuple[str, ...] = ()) -> dict:
+        """The first ``count`` receipts of the same stream (the cache starts cold, as in a fresh worker)."""
+        run = _zero_cost_run(bootstrap, messages[: count + 1], PRODUCTION_TAKE, workdir, module=module, extra_args=extra_args)
+        run["receipts"] = count
+        run["items"] = sum(item_counts[1 : count + 1])
+        run["items_per_s"] = round(run["receipts_per_s"] * run["items"] / count, 1)
+        return run
+
     by_take = {str(take): measured(take) for take in TAKE_SIZES}
     headline = by_take[str(PRODUCTION_TAKE)]
     passthrough = measured(PRODUCTION_TAKE, "bench.passthrough_worker")
     without_faust = measured(PRODUCTION_TAKE, "bench.confluent_worker")
+    paced = at_model_rate(paced_receipts, "bench.zero_cost_worker", ("--model-items-per-s", str(PACED_MODEL_ITEMS_PER_S)))
+    paced["model_items_per_s"] = PACED_MODEL_ITEMS_PER_S
+    real_model = at_model_rate(real_model_receipts, "app.cli")
+    real_model["torch_threads"] = os.environ.get("OMP_NUM_THREADS", "torch default")
     return {
         "receipts": receipts,
         "items": items,
@@ -598,6 +624,10 @@ def bench_pipeline(bootstrap: str, receipts: int, workdir: Path) -> dict:
         "ratio_pipeline_to_passthrough": round(headline["items_per_s"] / passthrough["items_per_s"], 3),
         "passthrough": passthrough,
         "without_faust": without_faust,
+        "paced_model_items_per_s": paced["items_per_s"],
+        "paced_model": paced,
+        "real_model_items_per_s": real_model["items_per_s"],
+        "real_model": real_model,
         "batch_fill_mean": headline["batch_fill_mean"],
         "by_take_max_events": by_take,
         "note": (
@@ -610,7 +640,10 @@ def bench_pipeline(bootstrap: str, receipts: int, workdir: Path) -> dict:
             "zero-cost pipeline and overlap fed by a confluent-kafka consumer, committed after each take's acks "
             "(bench/confluent_worker.py): a measurement of the alternative, not a product path. cpu_us_per_receipt: "
             "user+system CPU of the worker process (all threads) over its timed window per receipt; the raw loop's "
-            "is this process's CPU over the copy"
+            "is this process's CPU over the copy. paced_model: the zero-cost worker whose enricher sleeps as a model serving "
+            f"{PACED_MODEL_ITEMS_PER_S:g} generated items/s would take (cache misses only; hits never reach it), over the first "
+            "paced_model.receipts receipts; worker_cores is its CPU seconds per wall second. real_model: the real worker "
+            "(receipt-enricher worker) with the default model on the first real_model.receipts receipts, cold cache"
         ),
     }
 
@@ -688,9 +721,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     size = SIZES[args.size]
     result: dict = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "size": args.size, "machine": _machine()}
-    names_file = SAMPLE_ITEMS_PATH.read_bytes()
+    names_file = sample_items_bytes()
     result["item_source"] = {
-        "file": str(SAMPLE_ITEMS_PATH.relative_to(REPO_ROOT)),
+        "file": f"app/tools/{SAMPLE_ITEMS}",
         "names": len(load_item_names()),
         "variants_per_name": VARIANTS_PER_NAME,
         "sha256": hashlib.sha256(names_file).hexdigest()[:16],
@@ -709,7 +742,9 @@ def main(argv: list[str] | None = None) -> None:
         try:
             result["pipeline"] = {}
             with load.section(result["pipeline"]):
-                result["pipeline"].update(bench_pipeline(broker.bootstrap, size["receipts"], workdir))
+                result["pipeline"].update(
+                    bench_pipeline(broker.bootstrap, size["receipts"], size["paced_receipts"], size["real_model_receipts"], workdir)
+                )
             result["latency"] = {}
             with load.section(result["latency"]):
                 result["latency"].update(bench_latency(broker.bootstrap, size["latency_receipts"], workdir))

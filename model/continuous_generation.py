@@ -20,7 +20,7 @@ from transformers import ContinuousBatchingConfig, GenerationConfig
 from transformers.generation.continuous_batching.cb_logits_processors import ContinuousBatchingLogitsProcessor
 from transformers.generation.logits_process import LogitsProcessorList
 
-from model.enricher import GenerationTimeout
+from model.generator import GenerationTimeout
 from model.generation import NO_REPEAT_NGRAM_SIZE, TokenizingGenerator
 from model.loader import LoadedModel
 

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
 
+from model.generator import GenerationTimeout, Generator, prompts
 from model.parser import ParsedAnswer, parse_answer
-from model.prompt import build_prompt
 from schemas.taxonomy import Taxonomy
 
 
@@ -26,10 +25,6 @@ class ModelBatchFailed(RuntimeError):
 FAILURE_KINDS = ("timeout", "out_of_memory", "answer_count", "error")
 
 
-class GenerationTimeout(RuntimeError):
-    """A generator stopped a batch at its deadline; the answers it had so far are incomplete."""
-
-
 _OOM_MESSAGES = ("out of memory", "not enough memory", "can't allocate memory")
 
 
@@ -43,10 +38,6 @@ def _failure_kind(error: Exception) -> str:
     return "error"
 
 
-class Generator(Protocol):
-    def generate(self, prompts: Sequence[str]) -> list[str]: ...
-
-
 class Enricher:
     def __init__(self, generator: Generator, taxonomy: Taxonomy) -> None:
         self._generator = generator
@@ -57,7 +48,7 @@ class Enricher:
         if not raw_names:
             return []
         try:
-            answers = self._generator.generate([build_prompt(name) for name in raw_names])
+            answers = self._generator.generate(prompts(raw_names))
         except Exception as error:
             # Whatever one batch raises (OOM, a kernel error, a tokenizer failing on odd text) stays with
             # that batch: it is split and retried. Escaping, it would fail the take and the worker would

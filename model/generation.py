@@ -10,9 +10,8 @@ import torch
 from transformers import LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
 
 from model.answer_constraints import AnswerConstraints
-from model.enricher import GenerationTimeout
+from model.generator import GenerationTimeout, prompts
 from model.loader import LoadedModel
-from model.prompt import build_prompt
 from schemas.taxonomy import load_taxonomy
 
 
@@ -54,16 +53,15 @@ class TokenizingGenerator:
         self._tokenizer_lock = threading.Lock()
 
     def count_tokens(self, raw_names: Sequence[str]) -> list[int]:
-        """Prompt tokens of each item as the model will see it (model.prompt.build_prompt, as the Enricher does).
+        """Prompt tokens of each item as the model will see it (the Enricher's prompts, model/generator.py).
 
         The batcher's token budget and padding are about whole rows: counting only the item text
         left the fixed prompt out of the budget and overstated the padding share.
         """
         if not raw_names:
             return []
-        prompts = [build_prompt(name) for name in raw_names]
         with self._tokenizer_lock:
-            encoded = self._tokenizer(prompts, add_special_tokens=True)["input_ids"]
+            encoded = self._tokenizer(prompts(raw_names), add_special_tokens=True)["input_ids"]
         return [len(ids) for ids in encoded]
 
     def count_answer_tokens(self, answers: Sequence[str]) -> list[int]:

@@ -17,7 +17,7 @@ _QUANTITY_TAIL = re.compile(r"\s+\d+(?:[.,]\d+)?\s*[xх×\*]\s*\d+(?:[.,]\d+)?\s
 # Receipts repeat the same strings again and again: a repeat costs a dict lookup instead of three
 # regex passes (the key is asked for twice per item: planning, then the cache). 16k entries: a few MB
 # for real names (under 100 characters); at most about 64 MB for hostile ones (512 four-byte
-# characters, name and key), and as much again for the model-text cache (app/assembler.py).
+# characters, name and key), and as much again for the prompt cache (model/generator.py).
 @functools.lru_cache(maxsize=1 << 14)
 def item_key(raw_name: str) -> str:
     # Spacing is collapsed first: on single spaces both patterns run in linear time, while a run of

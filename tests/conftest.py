@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.kafka_broker import LocalKafka
+from harness.kafka_broker import LocalKafka
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

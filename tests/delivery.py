@@ -17,9 +17,9 @@ import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, ConsumerGroupTopicPartitions, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from app.samples import load_item_names, sample_receipt_event
-from app.topics import create_service_topics
-from tests.worker_process import WorkerProcess
+from app.kafka.topics import create_service_topics
+from app.tools.samples import load_item_names, sample_receipt_event
+from harness.worker_process import WorkerProcess
 
 
 def read_topic(config: dict[str, object], topic: str, expected: int, timeout_s: float, linger_s: float = 3.0) -> list:
@@ -109,7 +109,7 @@ class Run:
             partitions=self.partitions,
         )
 
-    def worker(self, model, log_path: Path, **settings: object) -> WorkerProcess:
+    def worker(self, model, log_path: Path, module: str = "app.cli", **settings: object) -> WorkerProcess:
         env = {
             "ENRICHER_BOOTSTRAP_SERVERS": self.bootstrap,
             "ENRICHER_INPUT_TOPIC": self.input,
@@ -124,7 +124,7 @@ class Run:
             "ENRICHER_TORCH_THREADS": "1",
         }
         env.update({f"ENRICHER_{name.upper()}": str(value) for name, value in settings.items()})
-        return WorkerProcess(env, log_path)
+        return WorkerProcess(env, log_path, module)
 
     def committed(self) -> dict[int, int]:
         """The group's committed offset per input partition (-1 where it has none)."""

@@ -4,8 +4,8 @@ from datetime import UTC, datetime, timedelta, timezone
 import orjson
 import pytest
 
-from app.assembler import encode_transaction, model_text
-from app.samples import load_item_names, sample_receipt_event
+from app.stages.assembler import encode_transaction
+from app.tools.samples import load_item_names, sample_receipt_event
 from model.parser import ParsedAnswer, parse_answer
 from schemas.events import (
     CategoryRef,
@@ -29,8 +29,7 @@ def _with_names(event: ReceiptEvent, names: list[str]) -> ReceiptEvent:
 
 
 def _encode(event: ReceiptEvent, answers, model=IDENTITY, enriched_at=None) -> bytes:
-    texts = iter([model_text(item.name) for item in event.receipt.items])
-    return encode_transaction(event, texts, answers, model, enriched_at or datetime.now(UTC))
+    return encode_transaction(event, answers, model, enriched_at or datetime.now(UTC))
 
 
 def _through_the_contract(event: ReceiptEvent, answers, model: ModelIdentity, enriched_at: datetime) -> bytes:
@@ -38,7 +37,7 @@ def _through_the_contract(event: ReceiptEvent, answers, model: ModelIdentity, en
     receipt = event.receipt
     items = []
     for position, item in enumerate(receipt.items, start=1):
-        answer = answers[model_text(item.name)]
+        answer = answers[item.name]
         items.append(
             EnrichedItem(
                 position=position, raw_name=item.name, price=item.price, quantity=item.quantity, sum=item.sum,
@@ -63,7 +62,7 @@ def test_receipt_is_reassembled_in_its_original_order_with_every_field():
     names = ["ХЛЕБ БОРОД 300Г", "СОК СОЧН ДОЛ ПЕРСИК ЯБЛ 1,93Л", "ХЛЕБ БОРОД 300Г", "БАНАНЫ ВЕС"]
     event = _with_names(sample_receipt_event(random.Random(1), names, 0, max_items=1), names)
     answers = {
-        model_text(n): parse_answer(f"{n.title()}##{n.split()[0].title()}##-##Другое", n, TAXONOMY) for n in set(names)
+        n: parse_answer(f"{n.title()}##{n.split()[0].title()}##-##Другое", n, TAXONOMY) for n in set(names)
     }
     enriched = EnrichedTransaction.model_validate_json(_encode(event, answers))
     assert [i.position for i in enriched.items] == [1, 2, 3, 4]
@@ -96,9 +95,8 @@ def test_the_bytes_are_exactly_what_the_pydantic_contract_serializes(received_at
             event = _with_names(event, [item.name for item in event.receipt.items] + [rng.choice(quirks)])
         answers = {}
         for item in event.receipt.items:
-            text = model_text(item.name)
-            answers[text] = ParsedAnswer(
-                normalized_name=text.title(),
+            answers[item.name] = ParsedAnswer(
+                normalized_name=item.name.title(),
                 product=rng.choice([None, "Сок", 'Хлеб "Бородинский"']),
                 brand=rng.choice([None, "Сочная Долина", "Ёлки\u2028Палки"]),
                 category=rng.choice(taxonomy_categories),

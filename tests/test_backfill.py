@@ -6,7 +6,7 @@ import argparse
 
 import pytest
 
-from app.backfill_plan import (
+from app.backfill.plan import (
     BackfillRefused,
     JobSpec,
     PartitionRange,

@@ -26,12 +26,12 @@ from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, Producer, To
 from confluent_kafka.admin import AdminClient
 
 from app import cli
-from app.backfill_plan import EXIT_INTERRUPTED, decode_metadata, default_group, parse_time
-from app.samples import load_item_names, sample_receipt_event
-from app.topics import create_topics
+from app.backfill.plan import EXIT_INTERRUPTED, decode_metadata, default_group, parse_time
+from app.kafka.topics import create_topics
+from app.tools.samples import load_item_names, sample_receipt_event
+from harness.worker_process import OFFLINE_ENV, REPO_ROOT, WorkerProcess
 from schemas.events import DeadLetter, EnrichedTransaction
 from tests.delivery import read_topic
-from tests.worker_process import OFFLINE_ENV, REPO_ROOT, WorkerProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.model]
 

@@ -2,7 +2,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app.batcher import BatchLimits, plan_batches
+from app.stages.batcher import BatchLimits, padded_tokens, plan_batches
 
 
 def test_batches_never_exceed_the_item_limit():
@@ -59,3 +59,8 @@ def test_every_unique_text_lands_in_exactly_one_batch(rows, max_items, max_token
     for batch in batches:
         assert 1 <= len(batch.texts) <= max_items
         assert len(batch.texts) == 1 or len(batch.texts) * (batch.row_tokens + 10) <= max_tokens
+
+
+def test_padded_tokens_is_rows_times_longest_prompt_plus_answer_budget():
+    assert padded_tokens([10, 25, 7], answer_tokens=40) == 3 * (25 + 40)
+    assert padded_tokens([], answer_tokens=40) == 0

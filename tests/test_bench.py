@@ -1,7 +1,8 @@
 """The benchmark command keeps working: ``python -m bench.run --size small`` runs to the end and its JSON is
 complete and consistent. Nothing here checks a timing (the machine is shared); the full-size figures
 are in the README. About 3–4 minutes: a broker, the model at five batch sizes and four serving options,
-a zero-cost worker over 2,000 receipts at three take sizes and the real worker for 20 receipts at 2 per second.
+a zero-cost worker over 2,000 receipts at three take sizes, paced at a model's rate over 500, the real worker on a
+backlog of 40 and for 20 receipts at 2 per second.
 """
 
 from __future__ import annotations
@@ -106,6 +107,11 @@ def test_the_pipeline_section_saw_every_receipt_at_every_take_size(small_run):
     without_faust = pipeline["without_faust"]
     assert without_faust["receipts_out"] == pipeline["receipts"] and without_faust["worker_exit_code"] == 0
     assert _positive(without_faust["items_per_s"]) and 0 < without_faust["batch_fill_mean"] <= 1
+    for at_model_rate in (pipeline["paced_model"], pipeline["real_model"]):
+        assert at_model_rate["receipts_out"] == at_model_rate["receipts"] and at_model_rate["worker_exit_code"] == 0
+        assert _positive(at_model_rate["items_per_s"]) and _positive(at_model_rate["worker_cores"])
+    assert pipeline["paced_model_items_per_s"] == pipeline["paced_model"]["items_per_s"]
+    assert pipeline["real_model_items_per_s"] == pipeline["real_model"]["items_per_s"]
     assert pipeline["ratio_pipeline_to_passthrough"] == pytest.approx(
         pipeline["pipeline_items_per_s"] / pipeline["passthrough_items_per_s"], abs=0.002
     )

@@ -7,8 +7,8 @@ import signal
 
 import pytest
 
+from harness.kafka_broker import LocalKafka
 from tests.delivery import Run, SteadyProducer, TopicReader, event_ids, outputs_settle, wait_until
-from tests.kafka_broker import LocalKafka
 
 pytestmark = [pytest.mark.integration, pytest.mark.model]
 

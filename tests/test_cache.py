@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app.cache import AnswerCache, LruStore, cache_key, decode_answer, encode_answer
+from app.stages.cache import AnswerCache, LruStore, cache_key, decode_answer, encode_answer
 from model.item_key import item_key
 from model.parser import parse_answer
 from schemas.events import ItemStatus
@@ -170,7 +170,7 @@ def redis_url(tmp_path_factory):
 
 @pytest.mark.integration
 def test_the_shared_store_survives_a_worker_restart_and_is_shared_between_workers(redis_url):
-    from app.redis_store import RedisAnswerStore
+    from app.kafka.redis_store import RedisAnswerStore
 
     first_worker = AnswerCache("v1", TAXONOMY, LruStore(10), RedisAnswerStore(redis_url, ttl_s=60))
     first_worker.store({"СОК ЯБЛ 1Л": _answer("СОК ЯБЛ 1Л")})
@@ -183,7 +183,7 @@ def test_the_shared_store_survives_a_worker_restart_and_is_shared_between_worker
 
 @pytest.mark.integration
 def test_an_unreachable_redis_degrades_to_misses_and_counts_failures():
-    from app.redis_store import RedisAnswerStore
+    from app.kafka.redis_store import RedisAnswerStore
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

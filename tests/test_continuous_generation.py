@@ -4,10 +4,10 @@ import random
 
 import pytest
 
-from app.samples import load_item_names
+from app.tools.samples import load_item_names
 from model.continuous_generation import ContinuousGenerator
-from model.enricher import GenerationTimeout
 from model.generation import BatchGenerator
+from model.generator import GenerationTimeout
 from model.loader import ModelSpec, load_model
 from model.prompt import build_prompt
 

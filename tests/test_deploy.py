@@ -31,9 +31,9 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
-from app.backfill_plan import request_from_args
+from app.backfill.plan import request_from_args
 from app.cli import build_parser
-from app.health import HealthServer
+from app.ops.health import HealthServer
 from app.settings import Settings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

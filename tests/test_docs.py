@@ -47,7 +47,7 @@ NOT_RUN_OFFLINE = {
 }
 PYTHONS = {"python", "python3", ".venv/bin/python"}
 # Top-level folders of the repository: a command word starting with one of these is a path that must exist.
-REPO_FOLDERS = ("app/", "bench/", "deploy/", "docs/", "model/", "schemas/", "tests/", "training/", ".ci/")
+REPO_FOLDERS = ("app/", "bench/", "deploy/", "docs/", "harness/", "model/", "schemas/", "tests/", "training/", ".ci/")
 _FLAG = re.compile(r"(?<![\w-])--?[A-Za-z0-9][\w.-]*")
 _ENV_ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
 _SEPARATORS = {"&&", "||", ";", "|"}

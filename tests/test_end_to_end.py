@@ -10,12 +10,12 @@ import orjson
 import pytest
 from confluent_kafka import Producer
 
-from app.samples import load_item_names, sample_receipt_event
-from app.topics import create_service_topics
+from app.kafka.topics import create_service_topics
+from app.tools.samples import load_item_names, sample_receipt_event
+from harness.worker_process import WorkerProcess
 from schemas.events import DeadLetter, EnrichedTransaction
 from schemas.taxonomy import load_taxonomy
 from tests.delivery import committed_at_end, read_topic
-from tests.worker_process import WorkerProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.model]
 
@@ -137,3 +137,6 @@ def test_valid_receipts_are_enriched_exactly_once_and_malformed_ones_go_to_the_d
     # Exit 0 on SIGTERM also shows the continuous-batching manager's thread was stopped, not left running.
     assert exit_code == 0, log[-3000:]
     assert f"generator={generator}" in log
+    # A log collector gets one structured record per line: no progress bars, raw warnings or terminal codes.
+    raw = [line for line in log.splitlines() if not line.startswith("ts=")]
+    assert not raw, f"{len(raw)} lines of the worker's log are not log records, e.g. {raw[:3]}"

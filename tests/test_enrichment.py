@@ -1,6 +1,6 @@
 from collections.abc import Sequence
 
-from app.enrichment import enrich_all
+from app.stages.enrichment import enrich_all
 from model.enricher import ModelBatchFailed
 from model.parser import ParsedAnswer, parse_answer
 from schemas.events import ItemStatus
@@ -49,9 +49,9 @@ def test_model_calls_are_counted_once_per_batch_when_nothing_fails():
 
 
 def test_duplicates_are_generated_once_and_repeats_come_from_the_cache():
-    from app.batcher import BatchLimits
-    from app.cache import AnswerCache, LruStore
-    from app.enrichment import answer_texts
+    from app.stages.batcher import BatchLimits
+    from app.stages.cache import AnswerCache, LruStore
+    from app.stages.enrichment import answer_texts
 
     model = OutOfMemoryAbove(max_ok=100)
     cache = AnswerCache("v1", TAXONOMY, LruStore(100))
@@ -70,8 +70,8 @@ def _count(texts):
 
 
 def test_spellings_of_one_item_inside_a_take_are_generated_once_and_all_answered():
-    from app.batcher import BatchLimits
-    from app.enrichment import answer_texts
+    from app.stages.batcher import BatchLimits
+    from app.stages.enrichment import answer_texts
 
     model = OutOfMemoryAbove(max_ok=100)
     texts = ["СОК ЯБЛ 1Л", "сок  ябл 1л", "36572156371 СОК ЯБЛ 1Л 1.000 x 469.90", "ХЛЕБ", "ХЛЕБ"]
@@ -82,9 +82,9 @@ def test_spellings_of_one_item_inside_a_take_are_generated_once_and_all_answered
 
 
 def test_a_take_planned_while_the_model_ran_the_previous_one_does_not_generate_its_answers_again():
-    from app.batcher import BatchLimits
-    from app.cache import AnswerCache, LruStore
-    from app.enrichment import plan_answers, run_plan
+    from app.stages.batcher import BatchLimits
+    from app.stages.cache import AnswerCache, LruStore
+    from app.stages.enrichment import plan_answers, run_plan
 
     model = OutOfMemoryAbove(max_ok=100)
     cache = AnswerCache("v1", TAXONOMY, LruStore(100))

@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from app.samples import load_item_names
+from app.tools.samples import load_item_names
 from model.enricher import Enricher
 from model.generation import BatchGenerator
 from model.loader import ModelSpec, load_model

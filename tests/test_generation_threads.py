@@ -2,12 +2,17 @@
 
 import random
 import threading
+import uuid
+from collections import Counter
 
 import pytest
 
-from app.samples import load_item_names
+import model.prompt
+from app.tools.samples import load_item_names
+from model.enricher import Enricher
 from model.generation import BatchGenerator
 from model.loader import ModelSpec, load_model
+from schemas.taxonomy import load_taxonomy
 
 pytestmark = pytest.mark.model
 
@@ -41,3 +46,20 @@ def test_counting_tokens_while_another_thread_pads_a_batch_never_fails(default_m
         stop.set()
         counter.join()
     assert not failures, f"{len(failures)} tokenizer calls failed, first: {failures[0]!r}"
+
+
+def test_an_item_name_is_cleaned_once_though_its_tokens_are_counted_and_it_is_generated(default_model, monkeypatch):
+    generator = BatchGenerator(load_model(ModelSpec(base_path=default_model.base, adapter_path=default_model.adapter)))
+    cleaned: Counter[str] = Counter()
+    clean = model.prompt.clean_raw_name
+
+    def counting(raw_name: str) -> str:
+        cleaned[raw_name] += 1
+        return clean(raw_name)
+
+    monkeypatch.setattr(model.prompt, "clean_raw_name", counting)
+    # Names never seen before in this process, as in a fresh take: the planner counts, then the model generates.
+    names = [f"{name} {uuid.uuid4().hex[:6]}" for name in random.Random(3).sample(load_item_names(), 6)]
+    generator.count_tokens(names)
+    Enricher(generator, load_taxonomy()).enrich(names)
+    assert {name: cleaned[name] for name in names} == {name: 1 for name in names}

@@ -16,12 +16,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from app.assembler import encode_transaction, model_text
-from app.dead_letter import dead_letter
-from app.enrichment import fallback_answer
-from app.samples import load_item_names, sample_receipt_event
-from app.validation import MAX_EVENT_BYTES, InvalidEvent, decode_event
-from model.prompt import FIELD_SEPARATOR, MAX_RAW_CHARS, PROMPT_SUFFIX, build_prompt
+from app.stages.assembler import encode_transaction
+from app.stages.dead_letter import dead_letter
+from app.stages.enrichment import fallback_answer
+from app.stages.validation import MAX_EVENT_BYTES, InvalidEvent, decode_event
+from app.tools.samples import load_item_names, sample_receipt_event
+from model.prompt import FIELD_SEPARATOR, MAX_RAW_CHARS, PROMPT_SUFFIX, build_prompt, clean_raw_name
 from schemas.events import MAX_KOPECKS, DeadLetter, EnrichedTransaction, ModelIdentity
 from schemas.taxonomy import load_taxonomy
 
@@ -58,14 +58,13 @@ def route(value: bytes) -> str:
         carried = DeadLetter.model_validate_json(letter.model_dump_json())
         assert base64.b64decode(carried.original_value_b64 or "") == value
         return error.kind
-    texts = [model_text(item.name) for item in event.receipt.items]
-    for text, item in zip(texts, event.receipt.items):
-        prompt = build_prompt(item.name)
+    for item in event.receipt.items:
+        text, prompt = clean_raw_name(item.name), build_prompt(item.name)
         # The item can never fake the answer format: no separator, no newline, one answer cue at the end.
         assert FIELD_SEPARATOR not in text and "\n" not in text and len(text) <= MAX_RAW_CHARS
         assert prompt.endswith(PROMPT_SUFFIX) and prompt.count("\n") == 1
-    answers = {text: fallback_answer(text, TAXONOMY) for text in texts}
-    EnrichedTransaction.model_validate_json(encode_transaction(event, iter(texts), answers, IDENTITY, NOW))
+    answers = {item.name: fallback_answer(item.name, TAXONOMY) for item in event.receipt.items}
+    EnrichedTransaction.model_validate_json(encode_transaction(event, answers, IDENTITY, NOW))
     return "valid"
 
 

@@ -15,7 +15,7 @@ import signal
 import pytest
 from confluent_kafka import Producer
 
-from app.samples import load_item_names, sample_receipt_event
+from app.tools.samples import load_item_names, sample_receipt_event
 from model.enricher import Enricher
 from model.generation import BatchGenerator
 from model.loader import ModelSpec, load_model

@@ -1,4 +1,4 @@
-"""The local broker (deploy/local/kafka.sh through tests/kafka_broker.py) behaves as the other integration tests need."""
+"""The local broker (deploy/local/kafka.sh through harness/kafka_broker.py) behaves as the other integration tests need."""
 
 import time
 import uuid
@@ -7,7 +7,7 @@ import pytest
 from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from tests.kafka_broker import LocalKafka
+from harness.kafka_broker import LocalKafka
 
 pytestmark = pytest.mark.integration
 

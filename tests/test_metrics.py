@@ -9,8 +9,9 @@ import urllib.request
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.health import Health, HealthServer, MetricsPortInUse
-from app.metrics import LagSnapshot, Metrics, PartitionOffsets, items_by_source, padded_tokens
+from app.ops.health import Health, HealthServer, MetricsPortInUse
+from app.ops.metrics import LagSnapshot, Metrics, PartitionOffsets, items_by_source
+from app.stages.batcher import padded_tokens
 from model.enricher import ModelBatchFailed
 from model.parser import ParsedAnswer
 from schemas.events import ItemStatus
@@ -42,11 +43,6 @@ def test_items_by_source_counts_repeats_as_answered_without_the_model_and_failur
 
 def test_items_by_source_never_counts_more_model_items_than_line_items():
     assert items_by_source(["a"], {"a": _answer()}, generated=3) == {"model": 1, "cache": 0, "fallback": 0}
-
-
-def test_padded_tokens_is_rows_times_longest_prompt_plus_answer_budget():
-    assert padded_tokens([10, 25, 7], answer_tokens=40) == 3 * (25 + 40)
-    assert padded_tokens([], answer_tokens=40) == 0
 
 
 @pytest.mark.parametrize(

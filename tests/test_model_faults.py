@@ -14,9 +14,10 @@ from collections.abc import Callable, Sequence
 import pytest
 import torch
 
-from app.enrichment import enrich_all
-from model.enricher import Enricher, GenerationTimeout
+from app.stages.enrichment import enrich_all
+from model.enricher import Enricher
 from model.generation import BatchGenerator
+from model.generator import GenerationTimeout
 from model.loader import ModelSpec, load_model
 from model.prompt import build_prompt
 from schemas.events import ItemStatus

@@ -20,12 +20,12 @@ import pytest
 import yaml
 from confluent_kafka import Producer
 
-from app.samples import load_item_names, sample_receipt_event
-from app.topics import create_service_topics
+from app.kafka.topics import create_service_topics
+from app.tools.samples import load_item_names, sample_receipt_event
 from bench.dashboard_render import ALERTS, load_panels, render
-from tests.kafka_broker import free_port
-from tests.prometheus_server import PrometheusServer, prometheus_binary
-from tests.worker_process import OFFLINE_ENV, REPO_ROOT, WorkerProcess
+from harness.kafka_broker import free_port
+from harness.prometheus_server import PrometheusServer, prometheus_binary
+from harness.worker_process import OFFLINE_ENV, REPO_ROOT, WorkerProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.model]
 

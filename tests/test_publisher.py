@@ -1,6 +1,7 @@
-"""The publisher against a real broker: every record acknowledged, a refused one reported, never silently lost.
+"""The publisher and its rounds against a real broker: every record acknowledged, a refused one reported,
+never silently lost.
 
-Delivery reports come only for failures (app/publisher.py), so these tests are what shows that an
+Delivery reports come only for failures (app/kafka/publisher.py), so these tests are what shows that an
 acknowledged take really is on the broker and that a refusal still reaches the caller.
 """
 
@@ -12,8 +13,9 @@ import uuid
 
 import pytest
 
-from app.publisher import OutRecord, Publisher
-from app.topics import create_topics
+from app.kafka.publisher import Publisher
+from app.kafka.topics import create_topics
+from app.stages.delivery import FailureKind, OutRecord, ProducerRounds
 from tests.delivery import read_topic
 
 pytestmark = pytest.mark.integration
@@ -30,7 +32,7 @@ def test_every_record_of_a_large_take_is_on_the_broker_when_publish_returns(kafk
     records = [OutRecord(topic, f"k{n % 50}".encode(), f"v{n}".encode() * 20) for n in range(5000)]
     publisher = Publisher({"bootstrap.servers": kafka_bootstrap}, flush_timeout_s=30)
     try:
-        assert asyncio.run(publisher.publish(records)) == []
+        assert asyncio.run(publisher.send_round(records)) == [None] * len(records)
     finally:
         publisher.close()
     stored = read_topic({"bootstrap.servers": kafka_bootstrap}, topic, expected=5000, timeout_s=60, linger_s=1)
@@ -42,27 +44,29 @@ def test_a_record_the_topic_refuses_is_returned_and_the_others_are_delivered(kaf
     small = [OutRecord(topic, b"k", f"small-{n}".encode()) for n in range(300)]
     # Incompressible, so lz4 cannot bring it under the topic's limit.
     large = OutRecord(topic, b"k", os.urandom(64_000))
-    publisher = Publisher({"bootstrap.servers": kafka_bootstrap}, flush_timeout_s=30)
+    rounds = ProducerRounds(Publisher({"bootstrap.servers": kafka_bootstrap}, flush_timeout_s=30))
     try:
-        rejected = asyncio.run(publisher.publish(small[:150] + [large] + small[150:]))
+        rejected = asyncio.run(rounds.deliver(small[:150] + [large] + small[150:]))
     finally:
-        publisher.close()
+        rounds.close()
     assert [r.record for r in rejected] == [large]
-    assert "MSG_SIZE_TOO_LARGE" in rejected[0].error.name() or "too large" in str(rejected[0]).lower()
+    assert "MSG_SIZE_TOO_LARGE" in rejected[0].reason
     stored = read_topic({"bootstrap.servers": kafka_bootstrap}, topic, expected=300, timeout_s=60, linger_s=1)
     assert sorted(m.value() for m in stored) == sorted(r.value for r in small)
 
 
 
 def _in_one_round(publisher: Publisher, *takes: list[OutRecord]) -> list[list]:
+    rounds = ProducerRounds(publisher)
+
     async def together() -> list[list]:
         # Handed over back to back, before any is delivered: they share producer rounds.
-        return await asyncio.gather(*[publisher.send(take) for take in takes])
+        return await asyncio.gather(*[rounds.hand_over(take) for take in takes])
 
     try:
         return asyncio.run(together())
     finally:
-        publisher.close()
+        rounds.close()
 
 
 def test_takes_handed_over_together_reach_the_broker_in_handover_order_per_key(kafka_bootstrap):
@@ -91,3 +95,15 @@ def test_a_refusal_in_one_take_spares_the_take_sent_with_it(kafka_bootstrap):
     assert refused_second == []
     stored = read_topic({"bootstrap.servers": kafka_bootstrap}, topic, expected=400, timeout_s=60, linger_s=1)
     assert sorted(m.value() for m in stored) == sorted(r.value for r in first + second)
+
+
+def test_a_round_reports_a_refused_record_as_too_large_in_its_place(kafka_bootstrap):
+    topic = _topic(kafka_bootstrap, **{"max.message.bytes": "4096"})
+    large = OutRecord(topic, b"k", os.urandom(64_000))
+    publisher = Publisher({"bootstrap.servers": kafka_bootstrap}, flush_timeout_s=30)
+    try:
+        outcomes = asyncio.run(publisher.send_round([large]))
+    finally:
+        publisher.close()
+    assert len(outcomes) == 1 and outcomes[0] is not None
+    assert outcomes[0].kind is FailureKind.TOO_LARGE and "MSG_SIZE_TOO_LARGE" in outcomes[0].reason

@@ -6,7 +6,7 @@ import jsonschema
 import orjson
 import pytest
 
-from app.samples import sample_receipt_event
+from app.tools.samples import sample_receipt_event
 from schemas.events import DeadLetter, EnrichedTransaction, ReceiptEvent
 from schemas.publish import PUBLISHED, SCHEMA_DIR, render
 from schemas.taxonomy import UnknownCategory, load_taxonomy, parse_taxonomy

@@ -17,13 +17,13 @@ from pathlib import Path
 
 import pytest
 
+from app.kafka.topics import create_topics
 from app.settings import Settings
-from app.topics import create_topics
+from harness.worker_process import OFFLINE_ENV, REPO_ROOT, WorkerProcess
 from schemas.events import DeadLetter, EnrichedTransaction, ReceiptEvent
 from tests.delivery import committed_at_end, read_topic
 from tests.tls_broker import SecureKafka
 from tests.tls_certs import make_certificates
-from tests.worker_process import OFFLINE_ENV, REPO_ROOT, WorkerProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.model]
 

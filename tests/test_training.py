@@ -114,7 +114,7 @@ def test_deepspeed_configs_validate_and_the_entrypoint_builds_a_deepspeed_traine
 
     base, data = tiny_base
     # One CPU rank, as the deepspeed launcher would describe it; without these DeepSpeed looks for MPI.
-    from tests.kafka_broker import free_port
+    from harness.kafka_broker import free_port
 
     for name, value in {"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port())}.items():
         monkeypatch.setenv(name, value)
@@ -134,7 +134,7 @@ def test_deepspeed_configs_validate_and_the_entrypoint_builds_a_deepspeed_traine
 @pytest.mark.parametrize("config_path", DEEPSPEED_CONFIGS, ids=lambda p: p.name)
 def test_the_deepspeed_launcher_trains_on_two_cpu_ranks_and_the_adapter_loads(config_path, tiny_base, tmp_path):
     """`deepspeed --num_gpus 2 training/sft.py --deepspeed CONFIG`: two CPU ranks over gloo, the labelled data."""
-    from tests.kafka_broker import free_port
+    from harness.kafka_broker import free_port
 
     base, data = tiny_base
     run_dir = tmp_path / "run"

@@ -3,8 +3,8 @@ import random
 import orjson
 import pytest
 
-from app.samples import sample_receipt_event
-from app.validation import MAX_EVENT_BYTES, InvalidEvent, decode_event
+from app.stages.validation import MAX_EVENT_BYTES, InvalidEvent, decode_event
+from app.tools.samples import sample_receipt_event
 from schemas.events import _LETTER_OR_DIGIT
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.kafka_broker import LocalKafka, free_port
+from harness.kafka_broker import LocalKafka, free_port
 from tests.tls_certs import make_certificates, scram_sha512_credential
 
 

@@ -15,7 +15,7 @@ import time
 from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
-from app.metrics import LagMetrics, LagSnapshot, PartitionOffsets
+from app.ops.metrics import LagMetrics, LagSnapshot, PartitionOffsets
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,8 @@ class LagPoller:
     """Polls every ``interval_s`` and hands each snapshot to ``LagMetrics`` (served at the next scrape)."""
 
     def __init__(self, admin_config: dict[str, object], group: str, topic: str, sink: LagMetrics, interval_s: float) -> None:
-        self._admin = AdminClient(admin_config)
+        # librdkafka's log lines as log records (served by the poll's own requests), not raw stderr text.
+        self._admin = AdminClient({**admin_config, "logger": logging.getLogger("librdkafka")})
         self._group = group
         self._topic = topic
         self._sink = sink
@@ -114,7 +115,7 @@ def serve_lag(settings: Settings, stop: threading.Event | None = None) -> None:
     """
     from prometheus_client import CollectorRegistry
 
-    from app.health import HealthServer
+    from app.ops.health import HealthServer
 
     registry = CollectorRegistry()
     lag = LagMetrics()

@@ -9,8 +9,8 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from app.batcher import BatchLimits, ModelBatch, plan_batches
-from app.cache import AnswerCache
+from app.stages.batcher import BatchLimits, ModelBatch, plan_batches
+from app.stages.cache import AnswerCache
 from model.enricher import ModelBatchFailed
 from model.item_key import item_key
 from model.parser import ParsedAnswer

@@ -8,14 +8,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.kafka_broker import free_port
+from harness.kafka_broker import free_port
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
 
 
 class WorkerProcess:
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+    def __init__(self, env: dict[str, str], log_path: Path, module: str = "app.cli") -> None:
+        """``module`` runs with ``worker`` as its argument: the real CLI, or a test's variant of the worker."""
+        self.module = module
         # Every worker serves /metrics on ENRICHER_METRICS_PORT and refuses a taken port; tests on one
         # machine (and helpers running tests side by side) get a free port unless they choose one.
         self.metrics_port = int(env.get("ENRICHER_METRICS_PORT") or free_port())
@@ -26,7 +28,7 @@ class WorkerProcess:
     def start(self) -> "WorkerProcess":
         log = self.log_path.open("ab")
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "worker"],
+            [sys.executable, "-m", self.module, "worker"],
             cwd=REPO_ROOT,
             env=self._env,
             stdout=log,

@@ -1,4 +1,4 @@
-"""The Faust app and its one agent: take → prepare → enrich → publish → ack, overlapped across takes."""
+"""The Faust app and its one agent: take → prepare → enrich → publish → ack, in the order of app/stages/delivery.py."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ from collections.abc import Sequence
 import faust
 from faust.types import EventT
 
-from app import faust_transport
-from app.health import Health
-from app.overlap import OverlappedTakes
-from app.pipeline import InMessage, Pipeline, TakeResult
+from app.kafka import consumer
+from app.ops.health import Health
 from app.settings import Settings
+from app.stages.delivery import OverlappedTakes
+from app.stages.pipeline import InMessage, Pipeline, TakeResult
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +36,7 @@ def create_app(settings: Settings, pipeline: Pipeline, health: Health | None = N
     datadir.parent.mkdir(parents=True, exist_ok=True)  # Faust creates only the last level
     app = faust.App(
         settings.group_id,
-        # Faust's aiokafka transport with a cheaper hand-off per message (app/faust_transport.py).
-        broker=[f"{faust_transport.SCHEME}://{server}" for server in settings.bootstrap_servers.split(",")],
+        broker=[f"kafka://{server}" for server in settings.bootstrap_servers.split(",")],
         key_serializer="raw",
         value_serializer="raw",
         consumer_auto_offset_reset="earliest",
@@ -54,6 +53,8 @@ def create_app(settings: Settings, pipeline: Pipeline, health: Health | None = N
         web_enabled=False,
         datadir=str(datadir),
     )
+    # Set before anything asks for it: Faust would build its own from the broker URL's scheme.
+    app.transport = consumer.Transport(app.conf.broker_consumer, app)
     receipts = app.topic(settings.input_topic, key_type=bytes, value_type=bytes, allow_empty=True)
     if health is not None:
         _report_health(app, settings.input_topic, health)
@@ -81,17 +82,26 @@ def create_app(settings: Settings, pipeline: Pipeline, health: Health | None = N
                 result.outcome.failed_items,
             )
 
-        # The loop body only prepares a take and queues it: the model, publishing and acks run in
-        # the take's own task, so the next take is collected and prepared while the model works.
-        takes = OverlappedTakes(pipeline, on_done=ack, on_failure=stop_worker)
+        line = OverlappedTakes(pipeline, on_done=ack, on_failure=stop_worker)
         try:
+            # take → prepare → enrich → publish → ack: ``submit`` starts the steps after the take, in their
+            # order, and returns as soon as the line can hold another take (the model is busy meanwhile).
             async for events in stream.noack_take(settings.take_max_events, within=settings.max_wait_s):
-                await takes.submit([_in_message(event) for event in events], events)
-            await takes.drain()
+                await line.submit([_in_message(event) for event in events], events)
+            await line.drain()
         finally:
-            await takes.cancel()
+            await line.cancel()
 
     return app
+
+
+def run_app(app: faust.App, log_level: str) -> None:
+    """Run the Faust worker until it is stopped; its output is log records only."""
+    worker = faust.Worker(app, loglevel=log_level, redirect_stdouts=False, override_logging=False, quiet=True)
+    # Faust's start-up spinner writes terminal control codes and " OK ^" to stdout even when stdout is a
+    # log file; without it Faust logs "Ready" instead. A log collector wants one structured line per event.
+    worker.spinner = None
+    worker.execute_from_commandline()
 
 
 def _report_health(app: faust.App, input_topic: str, health: Health) -> None:

@@ -9,43 +9,29 @@ exactly what ``EnrichedTransaction(...).model_dump_json()`` gives.
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from datetime import datetime
 
 import orjson
 
 from model.parser import ParsedAnswer
-from model.prompt import clean_raw_name
 from schemas.events import SCHEMA_VERSION, ModelIdentity, ReceiptEvent
 
 # pydantic writes UTC as "Z" and keeps any other offset; so does orjson with this option.
 _JSON_OPTIONS = orjson.OPT_UTC_Z
 
 
-@functools.lru_cache(maxsize=1 << 14)  # the same strings come again and again (model/item_key.py)
-def model_text(item_name: str) -> str:
-    """The text the model sees for an item; identical texts share one answer."""
-    return clean_raw_name(item_name)
-
-
 def encode_transaction(
-    event: ReceiptEvent,
-    texts: Iterator[str],
-    answers: Mapping[str, ParsedAnswer],
-    model: ModelIdentity,
-    enriched_at: datetime,
+    event: ReceiptEvent, answers: Mapping[str, ParsedAnswer], model: ModelIdentity, enriched_at: datetime
 ) -> bytes:
-    """The enriched transaction of one receipt, JSON-encoded.
+    """The enriched transaction of one receipt, JSON-encoded; ``answers`` by item name.
 
-    ``texts`` yields the model text of each of the receipt's items, in order (the pipeline computed
-    them once while planning). Raises KeyError if an item has no answer: the enrichment stage
-    guarantees one for every text.
+    Raises KeyError if an item has no answer: the enrichment stage guarantees one for every name.
     """
     receipt = event.receipt
     items = []
     for position, item in enumerate(receipt.items, start=1):
-        answer = answers[next(texts)]
+        answer = answers[item.name]
         category = answer.category
         items.append(
             {

@@ -1,17 +1,18 @@
 """Sample receipt events in the FNS receipt-check format, built from a list of item names.
 
-Used by the demo (``receipt-enricher produce-samples``), the tests and the benchmarks.
+Used by the demo (``receipt-enricher produce-samples``), the tests and the benchmarks. The names ship
+inside the package (``sample_items.txt``, package data), so an installed worker image has them too.
 """
 
 from __future__ import annotations
 
 import random
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from importlib import resources
 
 from schemas.events import Receipt, ReceiptEvent, ReceiptItem
 
-SAMPLE_ITEMS_PATH = Path(__file__).resolve().parent.parent / "deploy" / "local" / "sample_items.txt"
+SAMPLE_ITEMS = "sample_items.txt"
 _SELLERS = (
     ("ООО \"Агроторг\"", "7825706086"),
     ("АО \"Тандер\"", "2310031475"),
@@ -21,8 +22,13 @@ _SELLERS = (
 )
 
 
-def load_item_names(path: Path = SAMPLE_ITEMS_PATH) -> list[str]:
-    names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+def sample_items_bytes() -> bytes:
+    """The sample item file as shipped (the benchmark records its hash)."""
+    return resources.files(__package__).joinpath(SAMPLE_ITEMS).read_bytes()
+
+
+def load_item_names() -> list[str]:
+    names = [line.strip() for line in sample_items_bytes().decode("utf-8").splitlines()]
     return [name for name in names if name and not name.startswith("#")]
 
 

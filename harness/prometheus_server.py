@@ -14,7 +14,7 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from tests.kafka_broker import free_port
+from harness.kafka_broker import free_port
 
 
 class PrometheusError(RuntimeError):

@@ -1,7 +1,10 @@
-"""The agent's take scheduling (app/overlap.py): overlap without breaking the delivery order.
+"""The delivery order (app/stages/delivery.py): takes overlap without breaking it, records keep it.
 
-Plain asyncio: each stage of a fake take waits for a gate the test opens, and every stage logs
-when it starts and ends, so the test can see what ran while the model was busy.
+Plain asyncio. Takes: each stage of a fake take waits for a gate the test opens, and every stage logs
+when it starts and ends, so the test can see what ran while the model was busy. Records: a scripted
+producer stores what each round sends in order and fails the records the test names, so the order of
+re-sends against later takes is checked exactly (tests/test_publisher.py does the same against the
+real broker, which cannot time a record out on demand).
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ import asyncio
 
 import pytest
 
-from app.overlap import LineStopped, OverlappedTakes
+from app.stages.delivery import FailureKind, LineStopped, OutRecord, OverlappedTakes, ProducerRounds, RecordFailure
 
 WAIT_S = 30  # generous: the machine is loaded; nothing here measures time
 
@@ -292,3 +295,103 @@ def test_a_slow_broker_holds_the_line_after_three_unacked_takes():
         assert recorder.acked == [1, 2, 3, 4]
 
     _run(scenario())
+
+
+# ---- records: rounds in hand-over order -------------------------------------------------------------
+
+KEY = b"client-1"
+
+
+class ScriptedProducer:
+    """Stores records in produce order; ``fail_once`` values time out the first time they are sent.
+
+    A round that holds a ``large`` record with others is refused as a whole (the broker refuses the
+    producer batch); a large record alone is refused for good.
+    """
+
+    def __init__(self, *, fail_once: set[bytes] = frozenset(), large: set[bytes] = frozenset()) -> None:
+        self.log: list[bytes] = []
+        self.rounds: list[list[bytes]] = []
+        self._fail_once = set(fail_once)
+        self._large = set(large)
+        self.closed = False
+
+    async def send_round(self, records):
+        await asyncio.sleep(0.01)  # the broker's round trip: later hand-overs arrive meanwhile
+        self.rounds.append([record.value for record in records])
+        refused = any(record.value in self._large for record in records)
+        outcomes = []
+        for record in records:
+            if refused and (len(records) > 1 or record.value in self._large):
+                outcomes.append(RecordFailure(FailureKind.TOO_LARGE, "MSG_SIZE_TOO_LARGE: Broker: Message size too large"))
+            elif record.value in self._fail_once:
+                self._fail_once.discard(record.value)
+                outcomes.append(RecordFailure(FailureKind.TRANSIENT, "_MSG_TIMED_OUT: Local: Message timed out"))
+            else:
+                self.log.append(record.value)
+                outcomes.append(None)
+        return outcomes
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def _records(*values: str) -> list[OutRecord]:
+    return [OutRecord("out", KEY, value.encode()) for value in values]
+
+
+async def _second_take_while_the_first_is_in_flight(rounds: ProducerRounds, first, second):
+    delivered_first = rounds.hand_over(first)
+    await asyncio.sleep(0.005)  # round 1 is on its way: the second take comes after it
+    delivered_second = rounds.hand_over(second)
+    return await asyncio.gather(delivered_first, delivered_second)
+
+
+def test_a_timed_out_record_is_resent_before_a_later_take():
+    producer = ScriptedProducer(fail_once={b"a2"})
+    rounds = ProducerRounds(producer, retry_pause_s=0.01)
+    first, second = _records("a1", "a2", "a3"), _records("b1", "b2")
+    refused = asyncio.run(_second_take_while_the_first_is_in_flight(rounds, first, second))
+    assert refused == [[], []]
+    assert sorted(producer.log) == sorted(r.value for r in first + second)
+    # Every record of the first take is on the broker before any of the second: one key stays in order.
+    assert max(producer.log.index(v) for v in (b"a1", b"a2", b"a3")) < min(producer.log.index(v) for v in (b"b1", b"b2"))
+
+
+def test_records_refused_with_a_large_one_are_resent_alone_before_a_later_take():
+    producer = ScriptedProducer(large={b"LARGE"})
+    rounds = ProducerRounds(producer, retry_pause_s=0.01)
+    first, second = _records("a1", "LARGE", "a2"), _records("b1")
+    refused_first, refused_second = asyncio.run(_second_take_while_the_first_is_in_flight(rounds, first, second))
+    assert [r.record.value for r in refused_first] == [b"LARGE"] and refused_second == []
+    assert "MSG_SIZE_TOO_LARGE" in refused_first[0].reason
+    assert producer.log == [b"a1", b"a2", b"b1"]
+    # The refused batch-mates went one per round, in their order, and the large one was judged alone.
+    assert [b"LARGE"] in producer.rounds and [b"a1"] in producer.rounds and [b"a2"] in producer.rounds
+
+
+def test_takes_handed_over_together_share_one_round_in_handover_order():
+    producer = ScriptedProducer()
+    rounds = ProducerRounds(producer)
+
+    async def together():
+        return await asyncio.gather(*(rounds.hand_over(_records(f"{take}-1", f"{take}-2")) for take in "abc"))
+
+    assert asyncio.run(together()) == [[], [], []]
+    assert producer.rounds == [[b"a-1", b"a-2", b"b-1", b"b-2", b"c-1", b"c-2"]]
+
+
+def test_an_empty_take_is_delivered_at_once_and_a_failing_round_fails_its_takes():
+    class BrokenProducer(ScriptedProducer):
+        async def send_round(self, records):
+            raise RuntimeError("producer is gone")
+
+    rounds = ProducerRounds(BrokenProducer())
+
+    async def scenario():
+        assert await rounds.deliver([]) == []
+        with pytest.raises(RuntimeError, match="producer is gone"):
+            await rounds.deliver(_records("a1"))
+
+    asyncio.run(scenario())
+    rounds.close()

@@ -66,3 +66,8 @@ def plan_batches(texts: Sequence[str], prompt_tokens: Sequence[int], limits: Bat
 
 def _batch(rows: list[tuple[str, int]]) -> ModelBatch:
     return ModelBatch(texts=tuple(t for t, _ in rows), prompt_tokens=tuple(n for _, n in rows))
+
+
+def padded_tokens(prompt_tokens: Sequence[int], answer_tokens: int) -> int:
+    """What a batch costs the model: rows × (longest prompt + answer budget), as ``plan_batches`` counts it."""
+    return len(prompt_tokens) * (max(prompt_tokens, default=0) + answer_tokens)

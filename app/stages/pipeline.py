@@ -1,22 +1,8 @@
-"""One take of receipt messages, start to finish: validate → plan → enrich → assemble → publish.
+"""The stages of one take: prepare (validate, plan against the cache) → enrich (the model) → publish.
 
-Delivery order (the only place it is decided):
-  1. every message of the take is turned into exactly one output record: an enriched
-     transaction, or a dead letter when it is not a valid receipt;
-  2. all records are produced and the broker's acknowledgement of each is awaited;
-  3. only then does the agent ack the messages, and faust commits the highest contiguous acked
-     offset per partition at its next commit;
-  4. takes are acked in the order they were taken, and their records are handed to the producer
-     in that order too (so outputs of one key leave in input order); the first take that fails
-     stops the worker, and neither it nor any later take is acked, even one already published.
-A crash anywhere before step 3 leaves the offsets uncommitted: the take is redone (duplicates
-possible, loss impossible). A record the broker refuses for good becomes a dead letter instead.
-
-The stages are separate methods so the agent can overlap them (app/overlap.py): ``prepare``
-(decode, validate, cache lookup, tokenize, plan) of take N+1 and ``publish`` of take N-1 run
-while the model thread runs ``enrich`` of take N. ``publish`` hands the records over when called
-and returns what to await for their acknowledgement, so a take's records can travel while the take
-before it still waits for its acks; acks stay in take order (step 4).
+In which order takes go through them and when their messages are acked is app/stages/delivery.py's,
+written there once as a numbered list. The stages are separate methods so takes can overlap: ``prepare``
+of take N+1 and the broker wait of take N-1 run while the model thread runs ``enrich`` of take N.
 """
 
 from __future__ import annotations
@@ -24,24 +10,67 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
-from app.assembler import encode_transaction, model_text
-from app.batcher import BatchLimits
-from app.cache import AnswerCache
-from app.dead_letter import dead_letter
-from app.enrichment import AnswerPlan, EnrichFn, EnrichmentOutcome, plan_answers, run_plan
-from app.metrics import Metrics, padded_tokens
-from app.publisher import OutRecord, Publisher, RecordRejected
-from app.validation import InvalidEvent, decode_event
+from app.stages.assembler import encode_transaction
+from app.stages.batcher import BatchLimits, padded_tokens
+from app.stages.cache import AnswerCache
+from app.stages.dead_letter import dead_letter
+from app.stages.delivery import OutRecord, ProducerRounds, RecordRejected, RecordSink
+from app.stages.enrichment import AnswerPlan, EnrichFn, EnrichmentOutcome, plan_answers, run_plan
+from app.stages.model_watch import ModelWatch
+from app.stages.validation import InvalidEvent, decode_event
+from model.parser import ParsedAnswer
 from schemas.events import ModelIdentity, ReceiptEvent
 from schemas.taxonomy import Taxonomy
 
 log = logging.getLogger(__name__)
+
+
+class TakeMetrics(Protocol):
+    """What the pipeline reports as a take goes through (app/ops/metrics.py's Metrics; NO_METRICS when nothing listens)."""
+
+    def take_started(self, items: int) -> None: ...
+
+    def dead_letter(self, kind: str) -> None: ...
+
+    def planned_batch(self, items: int, padded_tokens: int) -> None: ...
+
+    def take_published(
+        self,
+        *,
+        input_topic: str,
+        timestamps_ms: Iterable[int | None],
+        texts: Sequence[str],
+        answers: Mapping[str, ParsedAnswer],
+        generated: int,
+        enriched: int,
+        dead_letters: int,
+        published_at: float,
+    ) -> None: ...
+
+
+class _NoMetrics:
+    """Reports nothing: for tools, benchmarks and tests that do not look at metrics."""
+
+    def take_started(self, items: int) -> None:
+        pass
+
+    def dead_letter(self, kind: str) -> None:
+        pass
+
+    def planned_batch(self, items: int, padded_tokens: int) -> None:
+        pass
+
+    def take_published(self, **_take: object) -> None:
+        pass
+
+
+NO_METRICS: TakeMetrics = _NoMetrics()
 
 
 class DeadLetterRefused(RuntimeError):
@@ -76,7 +105,7 @@ class PreparedTake:
     started_at: datetime
     valid: list[tuple[InMessage, ReceiptEvent]]
     dead_letters: list[tuple[InMessage, OutRecord]]
-    texts: list[str]  # the model text of every line item, in receipt order
+    texts: list[str]  # the name of every line item, in receipt order
     plan: AnswerPlan
 
     @property
@@ -93,6 +122,13 @@ class TakeResult:
 
 
 class Pipeline:
+    """Its one job: turn a take of input messages into output records the broker has acknowledged.
+
+    Three stages (``prepare``, ``enrich``, ``publish``) that app/stages/delivery.py runs in its order; the
+    pipeline owns the threads they run in (the model's, and one preparing the next take) and the producer
+    rounds. The agent, a backfill and the benchmark workers drive it the same way.
+    """
+
     def __init__(
         self,
         *,
@@ -101,21 +137,22 @@ class Pipeline:
         limits: BatchLimits,
         taxonomy: Taxonomy,
         identity: ModelIdentity,
-        publisher: Publisher,
+        sink: RecordSink,
         topics: Topics,
-        model_timeout_s: float,
+        model_stuck_s: float,
         cache: AnswerCache | None = None,
-        metrics: Metrics | None = None,
+        metrics: TakeMetrics = NO_METRICS,
         on_close: Callable[[], None] | None = None,
     ) -> None:
-        self._enrich = enrich
+        # Watched: a call that outruns model_stuck_s makes the worker not live (app/stages/model_watch.py).
+        self.model_watch = ModelWatch(model_stuck_s)
+        self._enrich = self.model_watch.watched(enrich)
         self._count_tokens = count_tokens
         self._limits = limits
         self._taxonomy = taxonomy
         self._identity = identity
-        self._publisher = publisher
+        self._rounds = ProducerRounds(sink)
         self._topics = topics
-        self._model_timeout_s = model_timeout_s
         self._cache = cache
         self._metrics = metrics
         self._on_close = on_close
@@ -143,29 +180,27 @@ class Pipeline:
             except InvalidEvent as error:
                 log.info("dead_letter kind=%s partition=%d offset=%d", error.kind, message.partition, message.offset)
                 dead_letters.append((message, self._dead_letter(message, error.kind, error.message, now)))
-        texts = [model_text(item.name) for _, event in valid for item in event.receipt.items]
+        # The item names go to the model as they are: the model cleans each once, when it builds its prompt.
+        texts = [item.name for _, event in valid for item in event.receipt.items]
         plan = plan_answers(texts, self._cache, self._count_tokens, self._limits)
-        if self._metrics is not None:
-            self._metrics.take_started(len(texts))
+        self._metrics.take_started(len(texts))
         return PreparedTake(started_at=now, valid=valid, dead_letters=dead_letters, texts=texts, plan=plan)
 
     async def enrich(self, prepared: PreparedTake) -> EnrichmentOutcome:
         return await self._run_model(prepared)
 
     def publish(self, prepared: PreparedTake, outcome: EnrichmentOutcome) -> Coroutine[Any, Any, TakeResult]:
-        """Hand the take's records to the publisher now; await the result for their acknowledgement.
+        """Hand the take's records to the producer now; await the result for their acknowledgement.
 
-        The handover happens in this call, not when the result is awaited: takes published in take
-        order reach the broker in take order even while earlier ones still wait for their acks.
+        The hand-over happens in this call, not when the result is awaited (delivery step 3).
         """
         outputs = list(prepared.dead_letters)
         enriched_at = datetime.now(UTC)
-        texts = iter(prepared.texts)  # in the order of the valid receipts' items
         output, answers, identity = self._topics.output, outcome.answers, self._identity
         for message, event in prepared.valid:
-            value = encode_transaction(event, texts, answers, identity, enriched_at)
+            value = encode_transaction(event, answers, identity, enriched_at)
             outputs.append((message, OutRecord(output, message.key, value)))
-        return self._delivered(prepared, outcome, outputs, self._publisher.send([record for _, record in outputs]))
+        return self._delivered(prepared, outcome, outputs, self._rounds.hand_over([record for _, record in outputs]))
 
     async def _delivered(
         self,
@@ -177,14 +212,12 @@ class Pipeline:
         rejected = await delivery
         if rejected:
             await self._dead_letter_refused(outputs, rejected, prepared.started_at)
-        if self._metrics is not None:
-            self._record_take(prepared, outcome, rejected)
+        self._record_take(prepared, outcome, rejected)
         return TakeResult(
             receipts=len(prepared.valid), items=prepared.items, dead_letters=len(prepared.dead_letters), outcome=outcome
         )
 
     def _record_take(self, prepared: PreparedTake, outcome: EnrichmentOutcome, rejected: list[RecordRejected]) -> None:
-        assert self._metrics is not None
         # A refused record was replaced by a dead letter, and that one was acknowledged (else we raised).
         refused_transactions = sum(1 for r in rejected if r.record.topic == self._topics.output)
         messages = [message for message, _ in prepared.dead_letters] + [message for message, _ in prepared.valid]
@@ -217,28 +250,35 @@ class Pipeline:
                 letters.append(self._dead_letter(message, "dead_letter_too_large", reason, now, with_original=False))
             else:
                 letters.append(self._dead_letter(message, "publish_rejected", str(refusal), now))
-        still_rejected = await self._publisher.publish(letters)
+        still_rejected = await self._rounds.deliver(letters)
         if still_rejected:
             raise DeadLetterRefused(still_rejected[0])
 
     async def _run_model(self, prepared: PreparedTake) -> EnrichmentOutcome:
         loop = asyncio.get_running_loop()
         work = loop.run_in_executor(self._model_thread, run_plan, prepared.plan, self._cache, self._enrich, self._taxonomy)
-        waited = 0.0
+        watch, reported = self.model_watch, False
+        # A take is many model calls; each ends at its own deadline (model/generation.py). A call that does
+        # not is a forward pass that hangs: only a restart frees the thread, so say so once, and the
+        # liveness probe (reading the same watch) turns red.
+        check_every_s = min(1.0, watch.stuck_after_s / 4)
         while True:
             try:
-                return await asyncio.wait_for(asyncio.shield(work), timeout=self._model_timeout_s)
+                return await asyncio.wait_for(asyncio.shield(work), timeout=check_every_s)
             except TimeoutError:
-                # Each generate call ends at its own deadline (model/generation.py); a take still running
-                # here is many batches, or a single forward pass that hangs, which only a restart can free.
-                waited += self._model_timeout_s
-                log.error("model_slow waited_s=%.0f items=%d", waited, prepared.plan.planned_items)
+                if not reported and watch.stuck() is not None:
+                    reported = True
+                    log.error(
+                        "model_stuck busy_s=%.0f bound_s=%g planned_items=%d action=liveness_fails",
+                        watch.busy_s(),
+                        watch.stuck_after_s,
+                        prepared.plan.planned_items,
+                    )
 
     def _dead_letter(
         self, message: InMessage, kind: str, reason: str, now: datetime, *, with_original: bool = True
     ) -> OutRecord:
-        if self._metrics is not None:
-            self._metrics.dead_letter(kind)
+        self._metrics.dead_letter(kind)
         letter = dead_letter(
             kind=kind,
             message=reason,
@@ -257,4 +297,4 @@ class Pipeline:
         self._model_thread.shutdown(wait=True)
         if self._on_close is not None:
             self._on_close()
-        self._publisher.close()
+        self._rounds.close()

@@ -16,7 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from app.metrics import Metrics
+from app.ops.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,8 @@ class Health:
 
     Ready = the model is loaded and the consumer owns at least one input partition. Live = the
     event loop has beaten within ``stall_s`` (a blocked loop also stops heartbeats, fetches and
-    commits) and the worker has not failed.
+    commits), the model thread is not stuck in a call (app/stages/model_watch.py: a forward pass
+    that hangs leaves the loop beating while nothing is consumed), and the worker has not failed.
     """
 
     metrics: Metrics | None = None
@@ -41,9 +42,13 @@ class Health:
     assigned: frozenset[int] = field(default_factory=frozenset)
     failure: str | None = None
     last_beat: float | None = None
+    # The reason the model thread is stuck, or None (ModelWatch.stuck); set once the pipeline exists.
+    model_stuck: Callable[[float | None], str | None] | None = None
 
-    def model_ready(self) -> None:
+    def model_ready(self, stuck: Callable[[float | None], str | None] | None = None) -> None:
+        """The model is loaded; ``stuck`` says from now on whether its thread is stuck in a call."""
         self.model_loaded = True
+        self.model_stuck = stuck
         self._publish()
 
     def partitions_assigned(self, partitions: frozenset[int]) -> None:
@@ -77,6 +82,8 @@ class Health:
         # No beat yet means the loop has not started (the model is loading): that is not a stall.
         if self.last_beat is not None and now - self.last_beat > self.stall_s:
             reasons.append(f"event loop stalled for {now - self.last_beat:.0f} s")
+        if self.model_stuck is not None and (stuck := self.model_stuck(now)) is not None:
+            reasons.append(stuck)
         return reasons
 
     def _publish(self) -> None:

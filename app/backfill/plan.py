@@ -14,7 +14,7 @@ replayed (raise ``--late-s`` for producers whose clocks or retries lag more than
 With ``--from-offsets``/``--to-offsets`` the range is given per partition and nothing is filtered.
 
 The plan (start and end per partition, the job's fingerprint) travels as Kafka commit metadata of the
-job's own group (app/backfill.py), so a resumed run continues exactly the job that was started.
+job's own group (app/backfill/run.py), so a resumed run continues exactly the job that was started.
 """
 
 from __future__ import annotations

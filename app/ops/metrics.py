@@ -5,7 +5,7 @@ Consumer lag uses kafka_exporter's names (``kafka_consumergroup_lag{consumergrou
 ``kafka_topic_partition_oldest_offset``, ``kafka_consumergroup_lag_sum``) so its dashboards, alerts
 and KEDA's expectations fit. Labels are bounded: topics, partitions, kinds, sources; never ids or item text.
 
-Pure bookkeeping: no Kafka client and no torch here (the lag poller is app/consumer_lag.py).
+Pure bookkeeping: no Kafka client and no torch here (the lag poller is app/kafka/consumer_lag.py).
 """
 
 from __future__ import annotations
@@ -53,11 +53,6 @@ def items_by_source(texts: Sequence[str], answers: Mapping[str, ParsedAnswer], g
 
 def _status(answer: ParsedAnswer | None) -> ItemStatus | None:
     return answer.status if answer is not None else None
-
-
-def padded_tokens(prompt_tokens: Sequence[int], answer_tokens: int) -> int:
-    """What a batch costs the model: rows × (longest prompt + answer budget), as the batcher plans it."""
-    return len(prompt_tokens) * (max(prompt_tokens, default=0) + answer_tokens)
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +159,14 @@ class Metrics:
         self.batch_failures = Counter(
             f"{_NS}_model_batch_failures", "Model batches that raised (then split and retried), by failure kind", ["kind"], registry=r
         )
+        self.model_call_seconds = Gauge(
+            f"{_NS}_model_call_running_seconds", "How long the model thread has been in its current call (0: idle)", registry=r
+        )
+        self.model_stuck = Gauge(
+            f"{_NS}_model_stuck",
+            "1 while the current model call has outrun ENRICHER_MODEL_STUCK_S: /healthz fails so the worker is restarted",
+            registry=r,
+        )
         self.batch_max_items = Gauge(f"{_NS}_model_batch_max_items", "Configured item limit of a model batch", registry=r)
         self.batch_max_tokens = Gauge(f"{_NS}_model_batch_max_tokens", "Configured padded-token limit of a model batch", registry=r)
         self.latency = Histogram(
@@ -191,6 +194,11 @@ class Metrics:
         """The model identity as an info metric; registered only now, so no empty-labelled series exists before."""
         info = Info(f"{_NS}_model", "The model that produces the answers", registry=self.registry)
         info.info({"base_model": base_model, "adapter": adapter, "version": version, "device": device})
+
+    def watch_model(self, busy_s: Callable[[], float], stuck: Callable[[], str | None]) -> None:
+        """The model thread's gauges, read at each scrape (app/stages/model_watch.py)."""
+        self.model_call_seconds.set_function(busy_s)
+        self.model_stuck.set_function(lambda: 0.0 if stuck() is None else 1.0)
 
     def set_batch_limits(self, max_items: int, max_tokens: int) -> None:
         self.batch_max_items.set(max_items)

@@ -1,7 +1,7 @@
 """Never ask the model twice: answers cached by item key and model version.
 
 Two levels: a bounded in-process LRU answers repeats at memory speed; an optional shared store
-(Redis, app/redis_store.py) survives restarts and is shared by all workers. The model version is
+(Redis, app/kafka/redis_store.py) survives restarts and is shared by all workers. The model version is
 part of every key, so a new model never serves an old model's answers. Only answers the model
 really gave are cached: a ``model_error`` fallback is retried next time.
 """

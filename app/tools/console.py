@@ -9,8 +9,8 @@ from collections.abc import Iterator
 import orjson
 from confluent_kafka import Consumer, KafkaError, Producer
 
-from app.samples import load_item_names, sample_receipt_event
 from app.settings import Settings
+from app.tools.samples import load_item_names, sample_receipt_event
 from schemas.events import EnrichedTransaction
 
 MALFORMED_SAMPLES: tuple[bytes, ...] = (

@@ -1,7 +1,7 @@
 """``receipt-enricher backfill``: replay a range of the input topic through the live pipeline, bounded and resumable.
 
-The range and its semantics are defined in app/backfill_plan.py. Delivery is the worker's
-(app/pipeline.py): a take is published and every broker ack awaited, and only then are its offsets
+The range and its semantics are defined in app/backfill/plan.py. Delivery is the worker's
+(app/stages/delivery.py): a take is published and every broker ack awaited, and only then are its offsets
 committed, to the job's own consumer group (the live group is never touched). Resume: before the first
 record is read, the plan (start and end of every partition, the job's fingerprint) is committed as
 offset metadata of that group; a later run in the same group reads it back, refuses a different job,
@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from confluent_kafka import Consumer, ConsumerGroupState, KafkaError, KafkaException, Message, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from app.backfill_plan import (
+from app.backfill.plan import (
     BackfillRefused,
     BackfillRequest,
     BackfillSummary,
@@ -34,8 +34,8 @@ from app.backfill_plan import (
     plan_by_time,
     resume_from,
 )
-from app.pipeline import InMessage, Pipeline
 from app.settings import Settings
+from app.stages.pipeline import InMessage, Pipeline
 
 log = logging.getLogger(__name__)
 

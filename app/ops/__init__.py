@@ -1,0 +1,1 @@
+"""Operations: Prometheus metrics, the liveness and readiness probes, log redaction."""

@@ -1,0 +1,1 @@
+"""Demo and operator tools: sample receipts (``samples``, with ``sample_items.txt``) and the console commands."""
