@@ -18,6 +18,10 @@ _VERSIONED_FILES = (
     "head_nouns.txt",  # the decoding constraint's known head nouns (model/answer_constraints.py)
 )
 _VERSIONED_SUFFIXES = (".safetensors", ".bin")
+# Saved beside the adapter by the Trainer: the run's arguments (output paths included), not the model.
+_UNVERSIONED = ("training_args.bin",)
+# PEFT keeps these as sets and writes them in the process's hash order, which differs between two runs.
+_SET_VALUED = ("target_modules", "modules_to_save")
 
 
 def weights_version(*directories: Path) -> str:
@@ -31,7 +35,7 @@ def weights_version(*directories: Path) -> str:
     for index, directory in enumerate(directories):
         files = sorted(
             p for p in Path(directory).iterdir()
-            if p.is_file() and (p.name in _VERSIONED_FILES or p.suffix in _VERSIONED_SUFFIXES)
+            if p.is_file() and p.name not in _UNVERSIONED and (p.name in _VERSIONED_FILES or p.suffix in _VERSIONED_SUFFIXES)
         )
         for file in files:
             digest.update(f"{index}/{file.name}\0".encode())
@@ -44,6 +48,9 @@ def _file_digest(file: Path) -> bytes:
         document = json.loads(file.read_text(encoding="utf-8"))
         if isinstance(document, dict):
             document = {k: v for k, v in document.items() if not k.endswith("name_or_path")}
+            for key in _SET_VALUED:
+                if isinstance(document.get(key), list):
+                    document[key] = sorted(document[key])
         return hashlib.sha256(json.dumps(document, sort_keys=True, ensure_ascii=False).encode()).digest()
     with file.open("rb") as handle:
         return hashlib.file_digest(handle, "sha256").digest()

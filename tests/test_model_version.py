@@ -27,3 +27,15 @@ def test_other_weights_or_another_tokenizer_give_another_version(tmp_path):
     changed = _model(tmp_path / "c")
     (changed / "tokenizer.json").write_text('{"vocab": {"b": 0}}')
     assert weights_version(changed) != reference
+
+
+def test_what_a_training_run_leaves_beside_the_adapter_does_not_change_the_version(tmp_path):
+    # Two clean builds of the same weights (2026-12-07) differed only here: PEFT writes target_modules
+    # in the process's set order, and the Trainer pickles its run arguments into training_args.bin.
+    first = _model(tmp_path / "a")
+    second = _model(tmp_path / "b")
+    (first / "adapter_config.json").write_text(json.dumps({"r": 8, "target_modules": ["q_proj", "v_proj", "o_proj"]}))
+    (second / "adapter_config.json").write_text(json.dumps({"r": 8, "target_modules": ["o_proj", "q_proj", "v_proj"]}))
+    (first / "training_args.bin").write_bytes(b"run at /clone1")
+    (second / "training_args.bin").write_bytes(b"run at /clone2")
+    assert weights_version(first) == weights_version(second)
