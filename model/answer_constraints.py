@@ -16,6 +16,7 @@ could give. On the gold split (trial model, 2026-12-07) the gold head noun is am
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
@@ -63,13 +64,45 @@ def item_text(prompt: str) -> str:
 
 
 def head_candidates(item: str, head_nouns: Sequence[str]) -> set[str]:
-    """Words the product may start with: printed words, their nominatives, head nouns they abbreviate."""
+    """Words the product may start with: printed words, their nominatives, head nouns they abbreviate.
+
+    ``head_nouns`` must be sorted: the nouns a word opens to are one bisected range, not a scan of
+    all ~2,000 nouns for every word of every row of every batch.
+    """
     words = set(_WORD.findall(item.lower().replace("ё", "е")))
     candidates = set(words) | {nominative_head(w) for w in words}
     for word in words:
         if len(word) >= _MIN_ABBREVIATION:
-            candidates.update(noun for noun in head_nouns if noun.startswith(word))
+            start = bisect.bisect_left(head_nouns, word)
+            end = bisect.bisect_left(head_nouns, word + "\U0010ffff", start)
+            candidates.update(head_nouns[start:end])
     return candidates
+
+
+class AnswerGrammar:
+    """What the constraint needs of one model, built once: separator tokens, the taxonomy's token
+    sequences, the sorted head nouns, word encodings; ``processor`` makes the one batch's processor."""
+
+    def __init__(self, tokenizer, category_names: Sequence[str], head_nouns: Sequence[str]) -> None:
+        """``head_nouns`` sorted, as model/loader.py reads them."""
+        self._tokenizer = tokenizer
+        self.separators, self.stray = _separator_tokens(tokenizer)
+        self.eos = tokenizer.eos_token_id
+        self.categories = _Trie(self.encode(name.lower()) for name in category_names)
+        self._head_nouns = tuple(head_nouns)
+
+    # One grammar per loaded model, kept for the model's life: the cache holding it alive costs nothing.
+    @lru_cache(maxsize=1 << 14)
+    def encode(self, text: str) -> tuple[int, ...]:
+        return tuple(self._tokenizer.encode(text, add_special_tokens=False))
+
+    def processor(self, prompts: Sequence[str]) -> AnswerConstraints:
+        """The processor for one batch; the caller holds the tokenizer (encoding new words)."""
+        products = [
+            _Trie(self.encode(word) for word in sorted(head_candidates(item_text(prompt), self._head_nouns)))
+            for prompt in prompts
+        ]
+        return AnswerConstraints(self, products)
 
 
 @lru_cache(maxsize=4)
@@ -92,14 +125,10 @@ def _separator_tokens(tokenizer) -> tuple[dict[int, int], list[int]]:
 class AnswerConstraints(LogitsProcessor):
     """A logits processor for one batch of serving prompts (greedy or sampled, left-padded)."""
 
-    def __init__(self, tokenizer, prompts: Sequence[str], category_names: Sequence[str], head_nouns: Sequence[str]) -> None:
-        encode = lru_cache(maxsize=None)(lambda text: tuple(tokenizer.encode(text, add_special_tokens=False)))
-        self._separators, self._stray = _separator_tokens(tokenizer)
-        self._eos = tokenizer.eos_token_id
-        self._categories = _Trie(encode(name.lower()) for name in category_names)
-        self._products = [
-            _Trie(encode(word) for word in sorted(head_candidates(item_text(prompt), head_nouns))) for prompt in prompts
-        ]
+    def __init__(self, grammar: AnswerGrammar, products: list[_Trie]) -> None:
+        self._separators, self._stray, self._eos = grammar.separators, grammar.stray, grammar.eos
+        self._categories = grammar.categories
+        self._products = products
         self._prompt_length: int | None = None
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:

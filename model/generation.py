@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import torch
 from transformers import LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
 
-from model.answer_constraints import AnswerConstraints
+from model.answer_constraints import AnswerGrammar
 from model.generator import GenerationTimeout, prompts
 from model.loader import LoadedModel
 from schemas.taxonomy import load_taxonomy
@@ -88,8 +88,11 @@ class BatchGenerator(TokenizingGenerator):
         """
         super().__init__(loaded)
         self._model = loaded.model
-        self._head_nouns = loaded.head_nouns
-        self._category_names = [c.name for c in load_taxonomy().categories] if constrained else None
+        self._grammar = (
+            AnswerGrammar(self._tokenizer, [c.name for c in load_taxonomy().categories], loaded.head_nouns)
+            if constrained
+            else None
+        )
         self._max_time_s = max_time_s
         self.no_repeat_ngram_size = NO_REPEAT_NGRAM_SIZE
         # generate() is not re-entrant on one model; the service calls from one thread, tools may not.
@@ -103,11 +106,7 @@ class BatchGenerator(TokenizingGenerator):
             # Started inside the lock: time spent waiting for another caller is not this batch's fault.
             deadline = _Deadline(self._max_time_s) if self._max_time_s else None
             with self._tokenizer_lock:
-                processors = LogitsProcessorList(
-                    [AnswerConstraints(self._tokenizer, prompts, self._category_names, self._head_nouns)]
-                    if self._category_names is not None
-                    else []
-                )
+                processors = LogitsProcessorList([self._grammar.processor(prompts)] if self._grammar else [])
             output = self._model.generate(
                 **inputs,
                 max_new_tokens=self.max_new_tokens,

@@ -223,11 +223,11 @@ def load_model(spec: ModelSpec) -> LoadedModel:
 
 
 def read_head_nouns(*directories: Path) -> tuple[str, ...]:
-    """The first ``head_nouns.txt`` found (one lower-case noun per line); none: no abbreviations are opened."""
+    """The first ``head_nouns.txt`` found (one lower-case noun per line), sorted; none: no abbreviations are opened."""
     for directory in directories:
         path = directory / HEAD_NOUNS_NAME
         if path.exists():
-            return tuple(line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
+            return tuple(sorted({line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()}))
     return ()
 
 
