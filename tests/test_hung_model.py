@@ -11,13 +11,12 @@ from __future__ import annotations
 import random
 import signal
 import time
-import urllib.error
-import urllib.request
 
 import pytest
 from confluent_kafka import Producer
 
 from app.tools.samples import load_item_names, sample_receipt_event
+from harness.http_probe import http_get
 from tests.delivery import Run, TopicReader, event_ids, outputs_settle, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.model]
@@ -30,10 +29,7 @@ STUCK_AFTER_S = 6  # three deadlines: a call past it is no slow batch
 
 def _get(url: str) -> tuple[int, str]:
     try:
-        with urllib.request.urlopen(url, timeout=10) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()
+        return http_get(url)
     except OSError as error:  # not listening yet
         return 0, str(error)
 

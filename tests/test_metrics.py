@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import socket
-import urllib.error
-import urllib.request
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -12,6 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from app.ops.health import Health, HealthServer, MetricsPortInUse
 from app.ops.metrics import LagSnapshot, Metrics, PartitionOffsets, items_by_source
 from app.stages.batcher import padded_tokens
+from harness.http_probe import http_get
 from model.enricher import ModelBatchFailed
 from model.parser import ParsedAnswer
 from schemas.events import ItemStatus
@@ -174,28 +173,20 @@ def test_not_live_when_the_event_loop_stops_beating_or_the_worker_failed():
     assert health.not_live_reasons(now=1032.0) == ["worker failed: DeadLetterRefused"]
 
 
-def _get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=10) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()
-
-
 def test_endpoints_answer_probes_and_scrapes_over_http():
     metrics = Metrics()
     health = Health(metrics=metrics)
     server = HealthServer("127.0.0.1", 0, metrics.registry, health.not_live_reasons, health.not_ready_reasons).start()
     base = f"http://127.0.0.1:{server.port}"
     try:
-        assert _get(f"{base}/readyz") == (503, "not ready: model loading; no input partitions assigned\n")
-        assert _get(f"{base}/healthz") == (200, "ok\n")
+        assert http_get(f"{base}/readyz") == (503, "not ready: model loading; no input partitions assigned\n")
+        assert http_get(f"{base}/healthz") == (200, "ok\n")
         health.model_ready()
         health.partitions_assigned(frozenset({1}))
-        assert _get(f"{base}/readyz") == (200, "ready\n")
-        status, body = _get(f"{base}/metrics")
+        assert http_get(f"{base}/readyz") == (200, "ready\n")
+        status, body = http_get(f"{base}/metrics")
         assert status == 200 and "receipt_enricher_worker_ready 1.0" in body
-        assert _get(f"{base}/nothing")[0] == 404
+        assert http_get(f"{base}/nothing")[0] == 404
     finally:
         server.stop()
 

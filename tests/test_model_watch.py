@@ -12,8 +12,6 @@ import logging
 import random
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
 
 from app.ops.health import Health, HealthServer
@@ -22,6 +20,7 @@ from app.stages.batcher import BatchLimits
 from app.stages.model_watch import ModelWatch
 from app.stages.pipeline import InMessage, Pipeline, Topics
 from app.tools.samples import load_item_names, sample_receipt_event
+from harness.http_probe import http_get
 from model.enricher import Enricher
 from schemas.events import ModelIdentity
 from schemas.taxonomy import load_taxonomy
@@ -49,14 +48,6 @@ class AcknowledgingSink:
 
     def close(self) -> None:
         pass
-
-
-def _get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=10) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()
 
 
 def _message(offset: int) -> InMessage:
@@ -104,13 +95,13 @@ def test_a_model_call_that_hangs_turns_the_liveness_probe_red_with_a_metric_and_
     async def scenario() -> None:
         take = asyncio.create_task(pipeline.process([_message(1)]))
         assert await asyncio.to_thread(generator.entered.wait, WAIT_S)
-        assert _get(f"{base}/healthz") == (200, "ok\n")  # a call under its bound is just a call
+        assert http_get(f"{base}/healthz") == (200, "ok\n")  # a call under its bound is just a call
         deadline = time.monotonic() + WAIT_S
-        while (probe := _get(f"{base}/healthz"))[0] == 200 and time.monotonic() < deadline:
+        while (probe := http_get(f"{base}/healthz"))[0] == 200 and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         status, body = probe
         assert status == 503 and "model call on" in body and "ENRICHER_MODEL_STUCK_S=0.5" in body, body
-        scrape = _get(f"{base}/metrics")[1]
+        scrape = http_get(f"{base}/metrics")[1]
         assert "receipt_enricher_model_stuck 1.0" in scrape
         # The pipeline's own wait notices within a second and says it once, however long the call stays stuck.
         while "model_stuck" not in caplog.text and time.monotonic() < deadline:
@@ -120,8 +111,8 @@ def test_a_model_call_that_hangs_turns_the_liveness_probe_red_with_a_metric_and_
         generator.release.set()  # the call returns after all (in production the restart comes first)
         result = await asyncio.wait_for(take, WAIT_S)
         assert result.receipts == 1
-        assert _get(f"{base}/healthz") == (200, "ok\n")
-        assert "receipt_enricher_model_stuck 0.0" in _get(f"{base}/metrics")[1]
+        assert http_get(f"{base}/healthz") == (200, "ok\n")
+        assert "receipt_enricher_model_stuck 0.0" in http_get(f"{base}/metrics")[1]
 
     try:
         with caplog.at_level(logging.INFO, logger="app.stages.pipeline"):
