@@ -79,7 +79,7 @@ def test_sft_entrypoint_trains_loss_falls_and_the_run_directory_reloads(tiny_bas
         assert (run_dir / name).exists(), name
     assert list(run_dir.glob("checkpoint-*")), "no checkpoint written every N steps"
 
-    losses = [entry["loss"] for entry in json.loads((run_dir / "metrics.json").read_text())["log_history"] if "loss" in entry]
+    losses = _logged_losses(run_dir)
     assert len(losses) >= 6
     assert sum(losses[-2:]) / 2 < 0.9 * sum(losses[:2]) / 2, losses
 
@@ -95,6 +95,12 @@ def test_sft_entrypoint_trains_loss_falls_and_the_run_directory_reloads(tiny_bas
     loaded = load_model(ModelSpec(base_path=base, adapter_path=run_dir))
     assert loaded.identity.adapter == "receipt-lora"
     assert len(BatchGenerator(loaded).generate(["Чек: СОК ЯБЛ 1Л\nОтвет: "])) == 1
+
+
+def _logged_losses(run_dir: Path) -> list[float]:
+    """The training losses the run logged, in order (metrics.json's log history)."""
+    history = json.loads((run_dir / "metrics.json").read_text())["log_history"]
+    return [entry["loss"] for entry in history if "loss" in entry]
 
 
 def test_sft_defaults_are_the_seed_articles_settings():
@@ -167,7 +173,7 @@ def test_the_deepspeed_launcher_trains_on_two_cpu_ranks_and_the_adapter_loads(co
     stage = json.loads(config_path.read_text())["zero_optimization"]["stage"]
     assert config["deepspeed_zero_stage"] == stage and config["world_size"] == 2
 
-    losses = [entry["loss"] for entry in json.loads((run_dir / "metrics.json").read_text())["log_history"] if "loss" in entry]
+    losses = _logged_losses(run_dir)
     assert len(losses) >= 5
     assert sum(losses[-2:]) / 2 < 0.9 * sum(losses[:2]) / 2, losses
 
