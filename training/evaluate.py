@@ -48,10 +48,8 @@ from training.scoring import (
     Prediction,
     benchmark_points,
     benchmark_scores,
-    name_similarity,
     per_class,
-    real_brand_right,
-    real_product_right,
+    real_points,
     real_scores,
     worst_confusions,
 )
@@ -235,15 +233,6 @@ def rule_predictions(raws: Sequence[str], brands: Sequence[str], category: str) 
     return dictionary, nouns
 
 
-def _real_points(raw: str, prediction: Prediction, gold: Gold) -> dict[str, float]:
-    return {
-        "product": float(real_product_right(prediction.product, gold.product)),
-        "brand": float(real_brand_right(prediction.brand, gold.brand)),
-        "category": float(prediction.category == gold.category),
-        "name_similarity": name_similarity(prediction.normalized_name, gold.normalized_name),
-    }
-
-
 def evaluate_labeled(args: argparse.Namespace, taxonomy: Taxonomy, shots: Sequence[LabeledExample]) -> dict:
     if args.gold:
         examples = gold_examples(read_rows())[: args.limit]
@@ -256,7 +245,7 @@ def evaluate_labeled(args: argparse.Namespace, taxonomy: Taxonomy, shots: Sequen
     answers, items_per_second, identity = enrich(raws, args, taxonomy, shots)
     predictions = [_prediction(a, a.category.id) for a in answers]
     items = [
-        _item(raw, p, g, _real_points(raw, p, g), a.status.value) for raw, p, g, a in zip(raws, predictions, golds, answers)
+        _item(raw, p, g, real_points(p, g), a.status.value) for raw, p, g, a in zip(raws, predictions, golds, answers)
     ]
     brands, brand_source = rule_brands(args.brand_counts)
     commonest = Counter(g.category for g in golds).most_common(1)[0][0] if golds else taxonomy.fallback.id
@@ -264,14 +253,13 @@ def evaluate_labeled(args: argparse.Namespace, taxonomy: Taxonomy, shots: Sequen
     rule_scores = real_scores(raws, dictionary, golds)
     noun_scores = real_scores(raws, nouns, golds)
     scores = real_scores(raws, predictions, golds)
-    scores["name_similarity"] = sum(i["points"]["name_similarity"] for i in items) / max(1, len(items))
     return {
         "model": identity,
         "data": {"path": str(data_path), "sha256": _sha256(data_path), **({"split": "gold"} if args.gold else {})},
         "scoring": "real-receipt rules in training/scoring.py (product head noun, brand across scripts)",
         "peers": {
             f"{RULE} [{brand_source}]": {"source": "training.rule_baseline.DictionaryRule", "scores": {
-                k: v for k, v in rule_scores.items() if k not in ("category", "category_macro_f1", "names_grounded", "parsed")}},
+                k: v for k, v in rule_scores.items() if k not in ("category", "category_macro_f1", "names_grounded", "name_similarity", "parsed")}},
             NOUN_RULE: {"source": "training.rule_baseline.first_noun", "scores": {"product": noun_scores["product"]}},
         },
         "scores": {**scores, "items_per_second": round(items_per_second, 1)},

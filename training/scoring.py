@@ -1,8 +1,8 @@
 """Scores for enrichment answers: pure functions, no torch.
 
-Exact scoring, on our own labeled data:
-- product, brand: exact match after folding case, ё/е, quotes, punctuation and spacing; brands are also
-  compared across scripts (Latin → Cyrillic register spelling, so ``Nescafe`` = ``НЕСКАФЕ``);
+Scoring on our own labelled data follows the real-receipt rules (further below):
+- brands are compared after folding case, ё/е, quotes, punctuation and spacing, and across scripts
+  (Latin → Cyrillic register spelling, so ``Nescafe`` = ``НЕСКАФЕ``);
 - category: taxonomy ids equal; macro-F1 is the unweighted mean of per-class F1 over every class that
   occurs in the gold labels or the predictions (a class the model never predicts counts as F1 0);
 - name similarity: ``difflib.SequenceMatcher(None, a, b).ratio()`` of the folded normalized names,
@@ -200,16 +200,6 @@ class Gold:
     category: str
 
 
-def exact_points(prediction: Prediction, gold: Gold) -> dict[str, float]:
-    """One item's exact-match scores, the unit every aggregate below averages."""
-    return {
-        "product": float(fold(prediction.product) == fold(gold.product)),
-        "brand": float(fold_brand(prediction.brand) == fold_brand(gold.brand)),
-        "category": float(prediction.category == gold.category),
-        "name_similarity": name_similarity(prediction.normalized_name, gold.normalized_name),
-    }
-
-
 def benchmark_points(prediction: Prediction, gold: Gold) -> dict[str, float]:
     """One item's benchmark points (+1 right, +0.5 partly right); categories already in the benchmark's classes."""
     return {
@@ -229,14 +219,6 @@ def _field_scores(points: Sequence[dict[str, float]], predictions: Sequence[Pred
         scores[field] = _mean([row[field] for row in points])
     # Most items carry no brand, so answering "no brand" always scores well on brand; this is the part that is not free.
     scores["brand_when_present"] = _mean([row["brand"] for row, g in zip(points, golds) if fold_brand(g.brand)])
-    return scores
-
-
-def exact_scores(predictions: Sequence[Prediction], golds: Sequence[Gold]) -> dict[str, float]:
-    points = [exact_points(p, g) for p, g in zip(predictions, golds, strict=True)]
-    scores = _field_scores(points, predictions, golds)
-    scores["category_macro_f1"] = macro_f1([p.category for p in predictions], [g.category for g in golds])
-    scores["name_similarity"] = _mean([row["name_similarity"] for row in points])
     return scores
 
 
@@ -312,24 +294,28 @@ def grounded_words(normalized_name: str | None, raw_name: str, brand: str | None
     return supported, total
 
 
+def real_points(prediction: Prediction, gold: Gold) -> dict[str, float]:
+    """One item's points under the real-receipt rules, the unit real_scores averages."""
+    return {
+        "product": float(real_product_right(prediction.product, gold.product)),
+        "brand": float(real_brand_right(prediction.brand, gold.brand)),
+        "category": float(prediction.category == gold.category),
+        "name_similarity": name_similarity(prediction.normalized_name, gold.normalized_name),
+    }
+
+
 def real_scores(raws: Sequence[str], predictions: Sequence[Prediction], golds: Sequence[Gold]) -> dict[str, float]:
     """Product, brand, brand precision and coverage, categories and grounded names under the real-receipt rules."""
-    rows = list(zip(raws, predictions, golds, strict=True))
-    product = [real_product_right(p.product, g.product) for _, p, g in rows]
-    brand = [real_brand_right(p.brand, g.brand) for _, p, g in rows]
-    with_brand = [right for right, (_, p, _) in zip(brand, rows) if fold_brand(p.brand)]
-    gold_branded = [right for right, (_, _, g) in zip(brand, rows) if fold_brand(g.brand)]
-    grounded = [grounded_words(p.normalized_name, raw, p.brand) for raw, p, _ in rows]
+    points = [real_points(p, g) for p, g in zip(predictions, golds, strict=True)]
+    scores = _field_scores(points, predictions, golds)
+    with_brand = [row["brand"] for row, p in zip(points, predictions) if fold_brand(p.brand)]
+    grounded = [grounded_words(p.normalized_name, raw, p.brand) for raw, p in zip(raws, predictions, strict=True)]
     words = sum(total for _, total in grounded)
     return {
-        "items": len(rows),
-        "parsed": _mean([float(p.parsed) for _, p, _ in rows]),
-        "product": _mean([float(x) for x in product]),
-        "brand": _mean([float(x) for x in brand]),
-        "brand_when_present": _mean([float(x) for x in gold_branded]),
-        "brand_precision": _mean([float(x) for x in with_brand]),
-        "brand_coverage": len(with_brand) / len(rows) if rows else 0.0,
-        "category": _mean([float(p.category == g.category) for _, p, g in rows]),
-        "category_macro_f1": macro_f1([p.category for _, p, _ in rows], [g.category for _, _, g in rows]),
+        **scores,
+        "brand_precision": _mean(with_brand),
+        "brand_coverage": len(with_brand) / len(points) if points else 0.0,
+        "category_macro_f1": macro_f1([p.category for p in predictions], [g.category for g in golds]),
+        "name_similarity": _mean([row["name_similarity"] for row in points]),
         "names_grounded": sum(s for s, _ in grounded) / words if words else 1.0,
     }
