@@ -4,7 +4,10 @@
 demo:
 	bash deploy/local/demo.sh
 
-test:
+# The default model is built before pytest starts (a no-op when models/default holds one): the build
+# takes ~17 min on 2 cores, longer than pytest's per-test timeout, so building it inside the first
+# model test's fixture failed every model test on a fresh clone.
+test: model
 	bash tests/run.sh
 
 # Pure unit tier only: no broker, no torch model (seconds).
