@@ -58,7 +58,7 @@ def build_pipeline(settings: Settings, metrics: Metrics | None = None) -> Pipeli
         loaded.device,
         type(generator).__name__,
     )
-    enrich = Enricher(generator, taxonomy).enrich
+    enrich = Enricher(generator, taxonomy, loaded.lexicon).enrich
     if metrics is not None:
         metrics.model_loaded(
             base_model=loaded.identity.base_model,

@@ -1,56 +1,69 @@
-"""Constrained decoding of the answer: the product starts with a word the string prints, the category is
-a taxonomy name.
+"""Constrained and lexicon-guided decoding of the answer: the product starts with a word the string
+prints, the category is a taxonomy name, and what the labelled data knows weighs in.
 
 A small model copies words imperfectly (`Домкрат гидравлический` came out as product `Домавр`) and can
 write a category that is not in the taxonomy. Instead of repairing such answers afterwards, the decoder
 is only allowed to write:
 - as the product's first word: a word of the item string, its nominative (``колготок`` → ``колготки``),
-  or a known head noun that a printed word abbreviates (``подгуз`` → ``подгузники``; the model's
-  ``head_nouns.txt``, the head nouns of its training labels); the model chooses which, by its own
-  probabilities, and writes the rest of the product freely;
+  a known head noun that a printed word abbreviates (``подгуз`` → ``подгузники``), or one a printed word
+  implies (``хейнекен`` → ``пиво``): model/lexicon.py, built from the training labels; the rest of the
+  product is free;
 - as the category: one of the taxonomy's names, then the end of the answer.
-The model still decides everything; the constraint removes only the answers no reading of the string
-could give. On the gold split (trial model, 2026-12-07) the gold head noun is among these candidates for
-90% of items. Strings without a Cyrillic word leave the product free.
+Within those, the model's scores get the lexicon's log-prior added, ``PRODUCT_PRIOR_WEIGHT`` times how
+often a candidate was the head noun in training strings, ``CATEGORY_PRIOR_WEIGHT`` times the
+naive-Bayes category prior of the string's words. The bias is spread over a word's tokens (each token adds
+the change in the best prior still reachable), so a multi-token word gets its full prior once.
+The weights were chosen on the validation split (docs/model.md); the gold split never tuned anything.
+Strings without a Cyrillic word and without an implied head noun leave the product free.
 """
 
 from __future__ import annotations
 
-import bisect
-import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
 
 import torch
 from transformers import LogitsProcessor
 
-from model.product_noun import nominative_head
+from model.lexicon import Lexicon
 from model.prompt import FIELD_SEPARATOR, PROMPT_PREFIX, PROMPT_SUFFIX
 
 PRODUCT_FIELD = 1
 CATEGORY_FIELD = 3
-_WORD = re.compile(r"[а-яё]{2,}")
-# An abbreviation opens to a head noun only from 3 letters on: `мол` → молоко, but `с` would allow everything.
-_MIN_ABBREVIATION = 3
+# Chosen on the validation split of the default model (2026-12-07; product, category): 0 → (75.8%, 67%),
+# 2 → (78.9%, -), 3 → (80.3%, 78.1%), 4 → (79.3%, -), 100 (the prior alone decides) → (72.3%, -); category 1.5.
+PRODUCT_PRIOR_WEIGHT = 3.0
+CATEGORY_PRIOR_WEIGHT = 1.5
 
 
 class _Trie:
-    """Token sequences; ``next`` tells which tokens may follow a prefix and whether the prefix is complete."""
+    """Weighted token sequences; ``next`` tells which tokens may follow a prefix, the bias each gets, and
+    whether the prefix is complete. A prefix's weight is the best weight of the sequences through it."""
 
-    def __init__(self, sequences: Iterable[Sequence[int]]) -> None:
+    def __init__(self, sequences: Iterable[tuple[Sequence[int], float]]) -> None:
         self._next: dict[tuple[int, ...], set[int]] = {}
         self._complete: set[tuple[int, ...]] = set()
-        for sequence in sequences:
+        self._best: dict[tuple[int, ...], float] = {}
+        for sequence, weight in sequences:
             sequence = tuple(sequence)
             if not sequence:
                 continue
             self._complete.add(sequence)
-            for end in range(len(sequence)):
-                self._next.setdefault(sequence[:end], set()).add(sequence[end])
+            for end in range(len(sequence) + 1):
+                prefix = sequence[:end]
+                self._best[prefix] = max(self._best.get(prefix, weight), weight)
+                if end < len(sequence):
+                    self._next.setdefault(prefix, set()).add(sequence[end])
 
     def next(self, prefix: Sequence[int]) -> tuple[set[int], bool]:
         prefix = tuple(prefix)
         return self._next.get(prefix, set()), prefix in self._complete
+
+    def biases(self, prefix: Sequence[int], allowed: Iterable[int]) -> list[float]:
+        """For each allowed token: how much the best reachable weight changes by taking it."""
+        prefix = tuple(prefix)
+        here = self._best.get(prefix, 0.0)
+        return [self._best.get(prefix + (token,), here) - here for token in allowed]
 
     def __bool__(self) -> bool:
         return bool(self._complete)
@@ -63,33 +76,27 @@ def item_text(prompt: str) -> str:
     return prompt[start + len(PROMPT_PREFIX) : end] if start >= 0 and end > start else prompt
 
 
-def head_candidates(item: str, head_nouns: Sequence[str]) -> set[str]:
-    """Words the product may start with: printed words, their nominatives, head nouns they abbreviate.
-
-    ``head_nouns`` must be sorted: the nouns a word opens to are one bisected range, not a scan of
-    all ~2,000 nouns for every word of every row of every batch.
-    """
-    words = set(_WORD.findall(item.lower().replace("ё", "е")))
-    candidates = set(words) | {nominative_head(w) for w in words}
-    for word in words:
-        if len(word) >= _MIN_ABBREVIATION:
-            start = bisect.bisect_left(head_nouns, word)
-            end = bisect.bisect_left(head_nouns, word + "\U0010ffff", start)
-            candidates.update(head_nouns[start:end])
-    return candidates
-
-
 class AnswerGrammar:
     """What the constraint needs of one model, built once: separator tokens, the taxonomy's token
     sequences, the sorted head nouns, word encodings; ``processor`` makes the one batch's processor."""
 
-    def __init__(self, tokenizer, category_names: Sequence[str], head_nouns: Sequence[str]) -> None:
-        """``head_nouns`` sorted, as model/loader.py reads them."""
+    def __init__(
+        self,
+        tokenizer,
+        categories: Mapping[str, str],
+        lexicon: Lexicon,
+        product_weight: float = PRODUCT_PRIOR_WEIGHT,
+        category_weight: float = CATEGORY_PRIOR_WEIGHT,
+    ) -> None:
+        """``categories``: taxonomy id → name."""
         self._tokenizer = tokenizer
         self.separators, self.stray = _separator_tokens(tokenizer)
+        self.word_ends = _word_end_tokens(tokenizer)
         self.eos = tokenizer.eos_token_id
-        self.categories = _Trie(self.encode(name.lower()) for name in category_names)
-        self._head_nouns = tuple(head_nouns)
+        self._categories = {category_id: self.encode(name.lower()) for category_id, name in categories.items()}
+        self._lexicon = lexicon
+        self._product_weight = product_weight
+        self._category_weight = category_weight
 
     # One grammar per loaded model, kept for the model's life: the cache holding it alive costs nothing.
     @lru_cache(maxsize=1 << 14)
@@ -98,11 +105,20 @@ class AnswerGrammar:
 
     def processor(self, prompts: Sequence[str]) -> AnswerConstraints:
         """The processor for one batch; the caller holds the tokenizer (encoding new words)."""
-        products = [
-            _Trie(self.encode(word) for word in sorted(head_candidates(item_text(prompt), self._head_nouns)))
-            for prompt in prompts
-        ]
-        return AnswerConstraints(self, products)
+        products, categories = [], []
+        for prompt in prompts:
+            item = item_text(prompt)
+            products.append(
+                _Trie(
+                    (self.encode(word), self._product_weight * self._lexicon.head_log_prior(word, feature))
+                    for word, feature in sorted(self._lexicon.head_candidates(item).items())
+                )
+            )
+            prior = self._lexicon.category_log_prior(item)
+            categories.append(
+                _Trie((tokens, self._category_weight * prior.get(category_id, 0.0)) for category_id, tokens in self._categories.items())
+            )
+        return AnswerConstraints(self, products, categories)
 
 
 @lru_cache(maxsize=4)
@@ -122,13 +138,26 @@ def _separator_tokens(tokenizer) -> tuple[dict[int, int], list[int]]:
     return separators, stray
 
 
+@lru_cache(maxsize=4)
+def _word_end_tokens(tokenizer) -> frozenset[int]:
+    """Tokens that start with neither a letter nor a digit (a space, a hyphen, a separator): what may follow
+    a complete first word. Without them the model glued letters to a right word (``дихлофослофа``)."""
+    ends = set()
+    for token in range(len(tokenizer)):
+        text = tokenizer.decode([token])
+        if text and not text[0].isalnum():
+            ends.add(token)
+    return frozenset(ends)
+
+
 class AnswerConstraints(LogitsProcessor):
     """A logits processor for one batch of serving prompts (greedy or sampled, left-padded)."""
 
-    def __init__(self, grammar: AnswerGrammar, products: list[_Trie]) -> None:
+    def __init__(self, grammar: AnswerGrammar, products: list[_Trie], categories: list[_Trie]) -> None:
         self._separators, self._stray, self._eos = grammar.separators, grammar.stray, grammar.eos
-        self._categories = grammar.categories
+        self._word_ends = grammar.word_ends
         self._products = products
+        self._categories = categories
         self._prompt_length: int | None = None
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
@@ -145,24 +174,25 @@ class AnswerConstraints(LogitsProcessor):
                     field += self._separators[token]
                     field_start = position + 1
             if field == PRODUCT_FIELD:
-                trie, end_tokens = self._products[row], None
+                trie, end_tokens = self._products[row], self._word_ends
             elif field == CATEGORY_FIELD:
-                trie, end_tokens = self._categories, {self._eos}
+                trie, end_tokens = self._categories[row], {self._eos}
             else:
                 continue
             if not trie:
                 continue
             allowed, complete = trie.next(tokens[field_start:])
             if complete:
-                if end_tokens is None:
-                    continue  # the first word is written; the rest of the product is free
+                # A complete first word may go on to a longer candidate or end; after the end the product is free.
                 allowed = allowed | end_tokens
             if not allowed:
-                continue  # off the trie (cannot happen under this processor); never block a row
-            keep = torch.tensor(sorted(allowed), device=scores.device)
+                continue  # off the trie: past the product's first word; never block a row
+            ordered = sorted(allowed)
+            keep = torch.tensor(ordered, device=scores.device)
             if torch.isinf(scores[row, keep]).all():
                 continue  # every allowed token is already banned (the repetition guard): leave the row be
+            bias = torch.tensor(trie.biases(tokens[field_start:], ordered), device=scores.device, dtype=scores.dtype)
             masked = torch.full_like(scores[row], float("-inf"))
-            masked[keep] = scores[row, keep]
+            masked[keep] = scores[row, keep] + bias
             scores[row] = masked
         return scores

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from model.generator import GenerationTimeout, Generator, prompts
+from model.lexicon import Lexicon
 from model.parser import ParsedAnswer, parse_answer
 from schemas.taxonomy import Taxonomy
 
@@ -39,9 +40,11 @@ def _failure_kind(error: Exception) -> str:
 
 
 class Enricher:
-    def __init__(self, generator: Generator, taxonomy: Taxonomy) -> None:
+    def __init__(self, generator: Generator, taxonomy: Taxonomy, lexicon: Lexicon | None = None) -> None:
+        """``lexicon``: the model's (LoadedModel.lexicon) for brand aliases; none: the model's grounded brand only."""
         self._generator = generator
         self._taxonomy = taxonomy
+        self._lexicon = lexicon
 
     def enrich(self, raw_names: Sequence[str]) -> list[ParsedAnswer]:
         """Enrich one batch in a single generation call; raises ModelBatchFailed, never returns partial."""
@@ -56,4 +59,4 @@ class Enricher:
             raise ModelBatchFailed(len(raw_names), f"{type(error).__name__}: {error}", _failure_kind(error)) from error
         if len(answers) != len(raw_names):
             raise ModelBatchFailed(len(raw_names), f"got {len(answers)} answers", "answer_count")
-        return [parse_answer(answer, name, self._taxonomy) for answer, name in zip(answers, raw_names)]
+        return [parse_answer(answer, name, self._taxonomy, self._lexicon) for answer, name in zip(answers, raw_names)]

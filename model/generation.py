@@ -89,7 +89,7 @@ class BatchGenerator(TokenizingGenerator):
         super().__init__(loaded)
         self._model = loaded.model
         self._grammar = (
-            AnswerGrammar(self._tokenizer, [c.name for c in load_taxonomy().categories], loaded.head_nouns)
+            AnswerGrammar(self._tokenizer, {c.id: c.name for c in load_taxonomy().categories}, loaded.lexicon)
             if constrained
             else None
         )

@@ -10,19 +10,19 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig, PreTrainedTokenizerBase
 
+from model.lexicon import Lexicon, read_lexicon
 from model.version import weights_version
 from schemas.events import ModelIdentity
 
 log = logging.getLogger(__name__)
 
-HEAD_NOUNS_NAME = "head_nouns.txt"
 MANIFEST_NAME = "manifest.json"
 BUILD_COMMAND = "python -m training.build_default_model"
 # Only for a model directory without a manifest (e.g. a merged model from elsewhere): four short fields.
@@ -61,8 +61,8 @@ class LoadedModel:
     device: torch.device
     max_new_tokens: int
     merged: bool = False
-    # Head nouns the decoding constraint may open an abbreviation to (model/answer_constraints.py).
-    head_nouns: tuple[str, ...] = ()
+    # What the training labels say about words: decoding priors and brand aliases (model/lexicon.py).
+    lexicon: Lexicon = field(default_factory=Lexicon)
 
 
 def resolve_device(device: str) -> torch.device:
@@ -218,17 +218,8 @@ def load_model(spec: ModelSpec) -> LoadedModel:
         device=device,
         max_new_tokens=int(max_new_tokens),
         merged=spec.merge_adapter,
-        head_nouns=read_head_nouns(*(p for p in (adapter_path, base_path) if p is not None)),
+        lexicon=read_lexicon(*(p for p in (adapter_path, base_path) if p is not None)),
     )
-
-
-def read_head_nouns(*directories: Path) -> tuple[str, ...]:
-    """The first ``head_nouns.txt`` found (one lower-case noun per line), sorted; none: no abbreviations are opened."""
-    for directory in directories:
-        path = directory / HEAD_NOUNS_NAME
-        if path.exists():
-            return tuple(sorted({line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()}))
-    return ()
 
 
 def _check_mergeable(spec: ModelSpec, adapter_path: Path | None) -> None:

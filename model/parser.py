@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from model.grounding import brand_is_grounded
 from model.casing import restore_case
+from model.lexicon import Lexicon
 from model.product_noun import nominative_head
 from model.prompt import FIELD_SEPARATOR, NO_BRAND, clean_raw_name
 from schemas.events import ItemStatus
@@ -38,12 +39,14 @@ def _field(parts: list[str], index: int, limit: int) -> str | None:
     return value
 
 
-def parse_answer(answer: str, raw_name: str, taxonomy: Taxonomy) -> ParsedAnswer:
+def parse_answer(answer: str, raw_name: str, taxonomy: Taxonomy, lexicon: Lexicon | None = None) -> ParsedAnswer:
     """Parse ``normalized##product##brand##category``; fields that cannot be trusted fall back.
 
     Fallbacks: the cleaned raw name for the normalized name, no product, no brand, and the
     taxonomy's ``other`` category. A brand the raw string does not support is dropped (see
-    model/grounding.py): no brand is a better answer than an invented one.
+    model/grounding.py): no brand is a better answer than an invented one. A known brand alias printed
+    in the string (the lexicon, model/lexicon.py) gives the brand in its canonical spelling, whatever the
+    model wrote: the small model misspells brands it reads (`Pamamamam`).
     """
     first_line = answer.strip().split("\n", 1)[0]
     parts = first_line.split(FIELD_SEPARATOR)
@@ -61,6 +64,9 @@ def parse_answer(answer: str, raw_name: str, taxonomy: Taxonomy) -> ParsedAnswer
         brand = None
     elif brand == NO_BRAND:
         brand = None
+    known = lexicon.brand_in(raw_name) if lexicon is not None else None
+    if known is not None:
+        brand = known.brand
     category_text = parts[-1] if len(parts) >= _FIELD_COUNT else ""
 
     normalized, product, brand = restore_case(normalized, product, brand)

@@ -30,6 +30,12 @@ def _nominative(word: str) -> str:
     return inflected.word if inflected is not None else word
 
 
+@lru_cache(maxsize=1 << 14)
+def is_noun(word: str) -> bool:
+    """pymorphy3's likeliest reading of ``word`` is a noun."""
+    return _analyzer().parse(word)[0].tag.POS == "NOUN"
+
+
 def nominative_head(product: str) -> str:
     """``product`` with its first word in the nominative when that word is an inflected Russian noun."""
     head, _, rest = product.partition(" ")

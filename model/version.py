@@ -15,7 +15,7 @@ from pathlib import Path
 # configs' `*name_or_path` fields, which hold the directory a model was built in.
 _VERSIONED_FILES = (
     "config.json", "adapter_config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-    "head_nouns.txt",  # the decoding constraint's known head nouns (model/answer_constraints.py)
+    "lexicon.json",  # the decoding priors and brand aliases from the training labels (model/lexicon.py)
 )
 _VERSIONED_SUFFIXES = (".safetensors", ".bin")
 # Saved beside the adapter by the Trainer: the run's arguments (output paths included), not the model.

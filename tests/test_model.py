@@ -88,8 +88,6 @@ HOSTILE_ITEMS = [
 
 
 def test_constrained_decoding_gives_only_taxonomy_categories_and_products_read_off_the_string(loaded):
-    from model.answer_constraints import head_candidates
-
     from model.prompt import build_prompt
 
     taxonomy = load_taxonomy()
@@ -101,7 +99,7 @@ def test_constrained_decoding_gives_only_taxonomy_categories_and_products_read_o
             continue  # a skipped field is the parser's malformed_answer (category `other`), not a new category
         complete += 1
         taxonomy.resolve(fields[3])  # raises UnknownCategory for anything outside the taxonomy
-        candidates = head_candidates(item, loaded.head_nouns)
+        candidates = loaded.lexicon.head_candidates(item)
         if candidates:
             # A candidate, or the start of one where the repetition guard ended a word that repeats itself.
             first = fields[1].split()[0].split("-")[0]

@@ -117,3 +117,14 @@ def test_a_lower_case_answer_comes_out_in_display_case():
 def test_an_inflected_head_noun_is_put_in_the_nominative():
     parsed = parse_answer("колготки женские innamore##колготок женских##innamore##белье и колготки", "КОЛГОТОК INNAMORE", TAXONOMY)
     assert parsed.product == "Колготки женских"
+
+
+def test_a_known_brand_alias_in_the_string_gives_the_canonical_brand_whatever_the_model_wrote():
+    from training.examples import LabeledExample
+    from training.lexicon import build_lexicon
+
+    lexicon = build_lexicon([LabeledExample("подгузники pampers 3 60шт", "x", "Подгузники", "Pampers", "children_goods")])
+    raw = "ПОДГУЗНИКИ PAMPERS 4 52ШТ"
+    misspelled = "подгузники pamamamam 4 52 шт##подгузники##pamamamam##товары для детей"
+    assert parse_answer(misspelled, raw, TAXONOMY).brand is None  # ungrounded: dropped
+    assert parse_answer(misspelled, raw, TAXONOMY, lexicon).brand == "Pampers"

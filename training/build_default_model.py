@@ -23,13 +23,14 @@ from pathlib import Path
 import torch
 
 from model.item_key import item_key
-from model.loader import HEAD_NOUNS_NAME, MANIFEST_NAME, ModelSpec, load_model
+from model.loader import MANIFEST_NAME, ModelSpec, load_model
 from model.version import weights_version
 from schemas.taxonomy import load_taxonomy
 from training.base_model import BaseModelConfig, pretrain_base
 from training.dataset import build as build_dataset
 from training.examples import LabeledExample, read_jsonl, write_jsonl
 from training.labels import gold_examples, read_rows, training_examples
+from training.lexicon import build_lexicon, shipped_brands
 from training.synth import generate
 from training.tokenizer import efficiency, train_tokenizer
 
@@ -62,7 +63,7 @@ def gold_accuracy(base: Path, adapter: Path, gold: list[LabeledExample]) -> dict
 
     taxonomy = load_taxonomy()
     loaded = load_model(ModelSpec(base_path=base, adapter_path=adapter))
-    enricher = Enricher(BatchGenerator(loaded), taxonomy)
+    enricher = Enricher(BatchGenerator(loaded), taxonomy, loaded.lexicon)
     started = time.perf_counter()
     parsed = []
     for start in range(0, len(gold), 64):
@@ -74,13 +75,11 @@ def gold_accuracy(base: Path, adapter: Path, gold: list[LabeledExample]) -> dict
     return {**{k: round(v, 4) for k, v in scores.items()}, "items_per_second_batch64": round(len(gold) / max(seconds, 1e-9), 1)}
 
 
-def write_head_nouns(adapter_dir: Path, examples: list[LabeledExample]) -> int:
-    """The head nouns of the real training labels, for the decoding constraint (model/answer_constraints.py)."""
-    from training.scoring import head_noun
-
-    nouns = sorted({head_noun(e.product) for e in examples} - {""})
-    (adapter_dir / HEAD_NOUNS_NAME).write_text("\n".join(nouns) + "\n", encoding="utf-8")
-    return len(nouns)
+def write_lexicon(adapter_dir: Path, train: list[LabeledExample], real_keys: frozenset[str]) -> dict:
+    """The lexicon of the real items the adapter trained on (model/lexicon.py): never validation or gold."""
+    lexicon = build_lexicon([e for e in train if item_key(e.raw_name) in real_keys], shipped_brands())
+    lexicon.write(adapter_dir)
+    return {"head_nouns": len(lexicon.head_nouns), "brand_aliases": len(lexicon.brands), "implied_heads": len(lexicon.implied_heads)}
 
 
 def make_deterministic(seed: int) -> None:
@@ -149,7 +148,7 @@ def build(out: Path, seed: int) -> dict:
         ]
     )
     sft.run(model_args, data_args, training_args)
-    write_head_nouns(adapter_dir, real)
+    lexicon_summary = write_lexicon(adapter_dir, train, frozenset(item_key(e.raw_name) for e in real))
     timings["adapter_s"] = round(time.perf_counter() - mark, 1)
 
     mark = time.perf_counter()
@@ -167,6 +166,7 @@ def build(out: Path, seed: int) -> dict:
             "synthetic": int(SYNTHETIC_PER_REAL * len(real)),
             "train_sha256": data_manifest["splits"]["train"]["sha256"],
         },
+        "lexicon": lexicon_summary,
         "tokenizer": {"vocab_size": len(tokenizer), **efficiency(tokenizer, [e.raw_name for e in train[:2000]])},
         "gold_check": accuracy,
         "timings": timings,

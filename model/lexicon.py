@@ -1,0 +1,222 @@
+"""What the labelled training data says about the words of item strings (pure: no torch).
+
+Kept beside the adapter as ``lexicon.json`` (built by training/lexicon.py from the train split, never
+the gold split) and versioned with the weights. A 4.5M-parameter model trained on 10k real items
+reads a string only roughly; the lexicon holds the counts that decide most answers and that such a
+model learns least well:
+- **head nouns**: the product's head nouns seen in labels (an abbreviation `подгуз` opens to one), how
+  often each word that could start the product was the head noun (`сок` nearly always, `персик` rarely),
+  and the head nouns that words imply without printing them (`хейнекен` → `пиво`, `т/б` → `бумага`);
+- **categories**: how often each word occurred with each category (a naive-Bayes prior over the taxonomy);
+- **brands**: aliases as registers print them (`сочн дол`, `NESCAFE`, `нескафе`) → canonical spelling,
+  with how often the alias in a string meant that brand.
+The decoder (model/answer_constraints.py) adds these as log-prior biases to the model's own scores;
+the parser (model/parser.py) grounds the brand in the alias table. Measured effects: docs/model.md.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from model.grounding import to_cyrillic
+from model.product_noun import is_noun, nominative_head
+
+LEXICON_NAME = "lexicon.json"
+FORMAT = 1
+
+# Words: letters and digits, keeping register abbreviations whole (`т/б`, `ср-во`, `п-ты`, `ш/д`).
+_TOKEN = re.compile(r"[a-zа-я0-9]+(?:[/\-][a-zа-я]+)*")
+_CYRILLIC_WORD = re.compile(r"[а-я]{2,}")
+# Registers mix scripts inside a word (`kолбаса`, `cр-во`): Latin look-alikes in a Cyrillic word are read as Cyrillic.
+_LOOKALIKES = str.maketrans("aceopxykmtbh", "асеорхукмтвн")
+_MIXED = re.compile(r"[a-z]+")
+# An abbreviation opens to a head noun only from 3 letters on: `мол` → молоко, but `с` would allow everything.
+# Shorter printed words (`вл`, `пп`, `фт`) are register codes, candidates only when labels used them as head nouns.
+_MIN_ABBREVIATION = 3
+# Word ranks past this one share a feature; a word's own record weighs as much as this many feature draws.
+_MAX_RANK = 4
+_FEATURE_WEIGHT = 3.0
+MAX_ALIAS_WORDS = 4
+
+
+def fold_text(text: str) -> str:
+    """Lower case, ё → е, Latin look-alike letters inside Cyrillic words made Cyrillic."""
+    text = text.lower().replace("ё", "е")
+    if re.search(r"[a-z]", text) and re.search(r"[а-я]", text):
+        text = re.sub(r"\w+", _unmix, text)
+    return text
+
+
+def _unmix(match: re.Match) -> str:
+    word = match.group(0)
+    if re.search(r"[а-я]", word) and _MIXED.search(word):
+        return word.translate(_LOOKALIKES)
+    return word
+
+
+def tokens(text: str) -> list[str]:
+    return _TOKEN.findall(fold_text(text))
+
+
+def brand_key(text: str) -> str:
+    """A brand or a printed span in one comparable form: Cyrillic, no spaces or punctuation (``Nescafe`` = ``НЕСКАФЕ``)."""
+    folded = fold_text(text)
+    if re.search(r"[a-z]", folded):
+        folded = to_cyrillic(folded).lower()
+    return re.sub(r"[^0-9а-я]", "", folded.replace("э", "е").replace("й", "и"))
+
+
+def spans(words: Sequence[str], longest: int = MAX_ALIAS_WORDS) -> Iterable[tuple[int, int]]:
+    for start in range(len(words)):
+        for end in range(start + 1, min(len(words), start + longest) + 1):
+            yield start, end
+
+
+@dataclass(frozen=True)
+class BrandMatch:
+    brand: str
+    alias: str
+    hits: int  # training strings holding the alias whose label was this brand
+    seen: int  # training strings holding the alias
+
+    @property
+    def evidence(self) -> float:
+        """The share of training strings with this alias that were labelled with this brand, smoothed."""
+        return (self.hits + 0.5) / (self.seen + 1.0)
+
+
+@dataclass(frozen=True)
+class Lexicon:
+    head_nouns: tuple[str, ...] = ()  # sorted
+    # candidate head noun → [times it was the label's head noun, times it was a candidate]
+    head_prior: Mapping[str, tuple[int, int]] = field(default_factory=dict)
+    # the same per feature (model/lexicon.py head_candidates: kind, rank, noun or not)
+    feature_prior: Mapping[str, tuple[int, int]] = field(default_factory=dict)
+    # printed word → head nouns it implied where the head noun was not printed
+    implied_heads: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    category_counts: Mapping[str, int] = field(default_factory=dict)
+    word_categories: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+    # brand_key of a printed span → [canonical brand, hits, seen]
+    brands: Mapping[str, tuple[str, int, int]] = field(default_factory=dict)
+
+    # ---------- products ----------
+    def head_candidates(self, item: str) -> dict[str, str]:
+        """Words the product may start with, each with its feature (how and where the string offers it):
+        printed words, their nominatives, head nouns they abbreviate, head nouns they imply."""
+        folded = fold_text(item)
+        found: dict[str, str] = {}
+
+        def offer(candidate: str, kind: str, rank: int, noun: bool) -> None:
+            found.setdefault(candidate, f"{kind}{min(rank, _MAX_RANK)}{'n' if noun else ''}")
+
+        words = [w for w in _CYRILLIC_WORD.findall(folded) if len(w) >= _MIN_ABBREVIATION or self._is_head_noun(w)]
+        for rank, word in enumerate(words):
+            noun = is_noun(word)
+            offer(word, "w", rank, noun)
+            offer(nominative_head(word).replace("ё", "е"), "f", rank, noun)
+            if len(word) >= _MIN_ABBREVIATION:
+                start = bisect.bisect_left(self.head_nouns, word)
+                end = bisect.bisect_left(self.head_nouns, word + "\U0010ffff", start)
+                for head in self.head_nouns[start:end]:
+                    offer(head, "a", rank, False)
+        for token in _TOKEN.findall(folded):
+            for head in self.implied_heads.get(token, ()):
+                offer(head, "i", 0, False)
+        return found
+
+    def _is_head_noun(self, word: str) -> bool:
+        at = bisect.bisect_left(self.head_nouns, word)
+        return at < len(self.head_nouns) and self.head_nouns[at] == word
+
+    def head_log_prior(self, candidate: str, feature: str) -> float:
+        """log P(candidate is the head noun | it is offered so), smoothed: a word's own record where it has
+        one, drawn towards its feature's record (a first printed noun usually is the head noun, a word
+        opened from an abbreviation rarely)."""
+        feature_chosen, feature_offered = self.feature_prior.get(feature, (0, 0))
+        expected = (feature_chosen + 0.5) / (feature_offered + 1.0)
+        chosen, offered = self.head_prior.get(candidate, (0, 0))
+        return math.log((chosen + _FEATURE_WEIGHT * expected) / (offered + _FEATURE_WEIGHT))
+
+    # ---------- categories ----------
+    def category_log_prior(self, item: str) -> dict[str, float]:
+        """Naive Bayes over the item's words: log P(category | words), normalised; empty when no word is known."""
+        total = sum(self.category_counts.values())
+        words = [w for w in set(tokens(item)) if len(w) >= 3 and w in self.word_categories]
+        if not total or not words:
+            return {}
+        scores = {}
+        for category, count in self.category_counts.items():
+            prior = count / total
+            score = math.log(prior)
+            for word in words:
+                seen = self.word_categories[word]
+                score += math.log((seen.get(category, 0) + 0.5 * prior) / (sum(seen.values()) + 0.5)) - math.log(prior)
+            scores[category] = score
+        top = max(scores.values())
+        norm = top + math.log(sum(math.exp(s - top) for s in scores.values()))
+        return {category: score - norm for category, score in scores.items()}
+
+    # ---------- brands ----------
+    def brand_in(self, item: str) -> BrandMatch | None:
+        """The best-evidenced known brand alias printed in the item as whole words, longest first."""
+        words = tokens(item)
+        best: BrandMatch | None = None
+        for start, end in spans(words):
+            key = brand_key(" ".join(words[start:end]))
+            entry = self.brands.get(key)
+            if entry is None or len(key) < 2:
+                continue
+            match = BrandMatch(entry[0], " ".join(words[start:end]), entry[1], entry[2])
+            if best is None or (match.evidence, len(match.alias)) > (best.evidence, len(best.alias)):
+                best = match
+        return best
+
+    # ---------- file ----------
+    def to_json(self) -> dict:
+        return {
+            "format": FORMAT,
+            "head_nouns": list(self.head_nouns),
+            "head_prior": {k: list(v) for k, v in sorted(self.head_prior.items())},
+            "feature_prior": {k: list(v) for k, v in sorted(self.feature_prior.items())},
+            "implied_heads": {k: list(v) for k, v in sorted(self.implied_heads.items())},
+            "category_counts": dict(sorted(self.category_counts.items())),
+            "word_categories": {k: dict(sorted(v.items())) for k, v in sorted(self.word_categories.items())},
+            "brands": {k: list(v) for k, v in sorted(self.brands.items())},
+        }
+
+    def write(self, directory: Path) -> Path:
+        path = directory / LEXICON_NAME
+        path.write_text(json.dumps(self.to_json(), ensure_ascii=False, separators=(",", ":")), encoding="utf-8")
+        return path
+
+    @classmethod
+    def from_json(cls, document: dict, where: str = "lexicon") -> Lexicon:
+        if document.get("format") != FORMAT:
+            raise ValueError(f"{where}: format {document.get('format')!r}, this code reads format {FORMAT}; rebuild the model")
+        return cls(
+            head_nouns=tuple(sorted(document["head_nouns"])),
+            head_prior={k: (int(v[0]), int(v[1])) for k, v in document["head_prior"].items()},
+            feature_prior={k: (int(v[0]), int(v[1])) for k, v in document["feature_prior"].items()},
+            implied_heads={k: tuple(v) for k, v in document["implied_heads"].items()},
+            category_counts=dict(document["category_counts"]),
+            word_categories=document["word_categories"],
+            brands={k: (v[0], int(v[1]), int(v[2])) for k, v in document["brands"].items()},
+        )
+
+
+def read_lexicon(*directories: Path) -> Lexicon:
+    """The first ``lexicon.json`` found; none: an empty lexicon (no priors, no brand aliases)."""
+    for directory in directories:
+        path = directory / LEXICON_NAME
+        if path.exists():
+            try:
+                return Lexicon.from_json(json.loads(path.read_text(encoding="utf-8")), str(path))
+            except (KeyError, TypeError, ValueError) as error:
+                raise ValueError(f"{path}: not a readable lexicon ({error}); rebuild with python -m training.build_default_model") from error
+    return Lexicon()
