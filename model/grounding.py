@@ -1,13 +1,17 @@
 """Keep a brand only if the raw string supports it: a small model must not invent brands.
 
-A brand is grounded when one of its words (in its own script or transliterated Latin → Cyrillic,
-the way registers print ``ЛИПТОН`` for Lipton) shares its first three letters with a word of the
-raw string; registers cut words to 3–5 letters (``СОЧН ДОЛ``), so three is the shortest fair test.
+A brand is grounded when each of its words of 3+ letters (in its own script or transliterated
+Latin → Cyrillic, the way registers print ``ЛИПТОН`` for Lipton) is printed in the raw string: as
+it is, cut (registers cut words to 3–5 letters: ``СОЧН ДОЛ`` for Сочная Долина), or one typo away
+(rapidfuzz ratio ≥ 80). Sharing three first letters was not enough: the model's ``Pamamamam`` passed
+for ``PAMPERS``.
 """
 
 from __future__ import annotations
 
 import re
+
+from rapidfuzz import fuzz
 
 _LATIN_TO_CYRILLIC = [
     ("sch", "ш"), ("sh", "ш"), ("ch", "ч"), ("zh", "ж"), ("kh", "х"), ("ts", "ц"), ("ya", "я"), ("yu", "ю"),
@@ -17,6 +21,7 @@ _LATIN_TO_CYRILLIC = [
     ("s", "с"), ("t", "т"), ("u", "у"), ("v", "в"), ("w", "в"), ("y", "и"), ("z", "з"),
 ]
 _PREFIX = 3
+_TYPO_RATIO = 80.0
 
 
 def to_cyrillic(text: str) -> str:
@@ -38,13 +43,19 @@ def _words(text: str) -> list[str]:
     return re.findall(r"\w+", text.lower().replace("ё", "е"))
 
 
+def _printed(word: str, raw_words: list[str]) -> bool:
+    return any(
+        word == raw or (len(raw) >= _PREFIX and word.startswith(raw)) or fuzz.ratio(word, raw) >= _TYPO_RATIO
+        for raw in raw_words
+    )
+
+
 def brand_is_grounded(brand: str, raw_name: str) -> bool:
     raw_words = _words(raw_name) + _words(to_cyrillic(raw_name))
-    prefixes = {w[:_PREFIX] for w in raw_words if len(w) >= _PREFIX}
     for spelling in (brand, to_cyrillic(brand)):
         words = _words(spelling)
         long_words = [w for w in words if len(w) >= _PREFIX]
-        if long_words and any(w[:_PREFIX] in prefixes for w in long_words):
+        if long_words and all(_printed(w, raw_words) for w in long_words):
             return True
         if not long_words and any(w in raw_words for w in words):
             return True
