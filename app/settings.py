@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import Field, PrivateAttr, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.stages.confidence_gate import ConfidenceThresholds
+
 if TYPE_CHECKING:
     from faust.types.auth import CredentialsT
 
@@ -119,6 +121,13 @@ class Settings(BaseSettings):
     continuous_batching: bool = False
     torch_threads: int = Field(default=0, ge=0, description="0 = torch default")
 
+    # Withhold a field whose calibrated confidence is under its threshold (app/stages/confidence_gate.py):
+    # null product or brand, category `other`, status low_confidence. Chosen from the precision/coverage
+    # curves of the gold split (docs/model.md#confidence); 0 keeps every field.
+    min_product_confidence: float = Field(default=0.0, ge=0, le=1)
+    min_brand_confidence: float = Field(default=0.0, ge=0, le=1)
+    min_category_confidence: float = Field(default=0.0, ge=0, le=1)
+
     # Faust keeps per-app state here (this service has no tables, but Faust creates the folder).
     state_dir: Path = REPO_ROOT / ".local" / "faust"
 
@@ -130,6 +139,10 @@ class Settings(BaseSettings):
     metrics_port: int = Field(default=9108, ge=1, le=65535)
     lag_poll_interval_s: float = Field(default=15.0, gt=0, description="How often consumer lag is read from Kafka")
     health_stall_s: float = Field(default=60.0, gt=0, description="Event loop silent this long = not live")
+
+    @property
+    def confidence_thresholds(self) -> ConfidenceThresholds:
+        return ConfidenceThresholds(self.min_product_confidence, self.min_brand_confidence, self.min_category_confidence)
 
     @model_validator(mode="after")
     def _heartbeat_below_session(self) -> "Settings":

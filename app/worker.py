@@ -58,7 +58,7 @@ def build_pipeline(settings: Settings, metrics: Metrics | None = None) -> Pipeli
         loaded.device,
         type(generator).__name__,
     )
-    enrich = Enricher(generator, taxonomy, loaded.lexicon).enrich
+    enrich = Enricher(generator, taxonomy, loaded.lexicon, loaded.calibration).enrich
     if metrics is not None:
         metrics.model_loaded(
             base_model=loaded.identity.base_model,
@@ -82,6 +82,7 @@ def build_pipeline(settings: Settings, metrics: Metrics | None = None) -> Pipeli
         topics=Topics(output=settings.output_topic, dlq=settings.dlq_topic),
         model_stuck_s=settings.model_stuck_bound_s,
         cache=build_cache(settings, loaded.identity.version, taxonomy),
+        thresholds=settings.confidence_thresholds,
         metrics=metrics if metrics is not None else NO_METRICS,
         on_close=close_generator,
     )

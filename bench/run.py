@@ -349,7 +349,7 @@ def bench_model(items: int) -> dict:
     def load(**options):
         loaded = load_model(ModelSpec(base_path=models / "base", adapter_path=models / "adapter", **options))
         generator = BatchGenerator(loaded)
-        return loaded, generator, Enricher(generator, taxonomy, loaded.lexicon)
+        return loaded, generator, Enricher(generator, taxonomy, loaded.lexicon, loaded.calibration)
 
     loaded, generator, enricher = load()
     result: dict = {"device": str(loaded.device), "max_new_tokens": loaded.max_new_tokens, "dtype": "float32", "merged": False}

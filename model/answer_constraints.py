@@ -29,6 +29,7 @@ from model.lexicon import Lexicon
 from model.prompt import FIELD_SEPARATOR, PROMPT_PREFIX, PROMPT_SUFFIX
 
 PRODUCT_FIELD = 1
+BRAND_FIELD = 2
 CATEGORY_FIELD = 3
 # Chosen on the validation split of the default model (2026-12-07; product, category): 0 → (75.8%, 67%),
 # 2 → (78.9%, -), 3 → (80.3%, 78.1%), 4 → (79.3%, -), 100 (the prior alone decides) → (72.3%, -); category 1.5.
@@ -102,6 +103,27 @@ class AnswerGrammar:
     @lru_cache(maxsize=1 << 14)
     def encode(self, text: str) -> tuple[int, ...]:
         return tuple(self._tokenizer.encode(text, add_special_tokens=False))
+
+    def field_probabilities(self, tokens: Sequence[int], probabilities: Sequence[float]) -> tuple[float | None, float | None, float | None]:
+        """From one row's generated tokens and the probability each had when chosen: the probability of
+        the product's first word, of the brand field and of the category field (``None`` when absent)."""
+        fields: dict[int, float] = {}
+        field, first_word_done = 0, False
+        for token, probability in zip(tokens, probabilities):
+            if token in (self.eos, self._tokenizer.pad_token_id):
+                if field == CATEGORY_FIELD:
+                    fields[field] = fields.get(field, 1.0) * probability
+                break
+            if field == PRODUCT_FIELD and not first_word_done:
+                if token in self.word_ends and PRODUCT_FIELD in fields:
+                    first_word_done = True
+                else:
+                    fields[field] = fields.get(field, 1.0) * probability
+            elif field in (BRAND_FIELD, CATEGORY_FIELD):
+                # A separator token can hold the field's last characters (`-##`): it counts for the field it ends.
+                fields[field] = fields.get(field, 1.0) * probability
+            field += self.separators.get(token, 0)
+        return fields.get(PRODUCT_FIELD), fields.get(BRAND_FIELD), fields.get(CATEGORY_FIELD)
 
     def processor(self, prompts: Sequence[str]) -> AnswerConstraints:
         """The processor for one batch; the caller holds the tokenizer (encoding new words)."""

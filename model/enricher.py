@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from model.generator import GenerationTimeout, Generator, prompts
+from dataclasses import replace
+
+from model.confidence import Calibration, Signals
+from model.generator import GenerationTimeout, Generator, ScoredAnswer, prompts
 from model.lexicon import Lexicon
 from model.parser import ParsedAnswer, parse_answer
+from model.prompt import FIELD_SEPARATOR, NO_BRAND
 from schemas.taxonomy import Taxonomy
 
 
@@ -40,18 +44,30 @@ def _failure_kind(error: Exception) -> str:
 
 
 class Enricher:
-    def __init__(self, generator: Generator, taxonomy: Taxonomy, lexicon: Lexicon | None = None) -> None:
-        """``lexicon``: the model's (LoadedModel.lexicon) for brand aliases; none: the model's grounded brand only."""
+    def __init__(
+        self,
+        generator: Generator,
+        taxonomy: Taxonomy,
+        lexicon: Lexicon | None = None,
+        calibration: Calibration | None = None,
+    ) -> None:
+        """``lexicon``: the model's (LoadedModel.lexicon) for brand aliases; none: the model's grounded brand only.
+        ``calibration``: the model's (LoadedModel.calibration); none: confidences are the raw signals."""
         self._generator = generator
         self._taxonomy = taxonomy
         self._lexicon = lexicon
+        self._calibration = calibration or Calibration()
 
     def enrich(self, raw_names: Sequence[str]) -> list[ParsedAnswer]:
         """Enrich one batch in a single generation call; raises ModelBatchFailed, never returns partial."""
         if not raw_names:
             return []
         try:
-            answers = self._generator.generate(prompts(raw_names))
+            generate_scored = getattr(self._generator, "generate_scored", None)
+            if generate_scored is not None:
+                answers = generate_scored(prompts(raw_names))
+            else:
+                answers = [ScoredAnswer(text, None, None, None) for text in self._generator.generate(prompts(raw_names))]
         except Exception as error:
             # Whatever one batch raises (OOM, a kernel error, a tokenizer failing on odd text) stays with
             # that batch: it is split and retried. Escaping, it would fail the take and the worker would
@@ -59,4 +75,19 @@ class Enricher:
             raise ModelBatchFailed(len(raw_names), f"{type(error).__name__}: {error}", _failure_kind(error)) from error
         if len(answers) != len(raw_names):
             raise ModelBatchFailed(len(raw_names), f"got {len(answers)} answers", "answer_count")
-        return [parse_answer(answer, name, self._taxonomy, self._lexicon) for answer, name in zip(answers, raw_names)]
+        return [self._parse(answer, name) for answer, name in zip(answers, raw_names)]
+
+    def _parse(self, answer: ScoredAnswer, raw_name: str) -> ParsedAnswer:
+        parsed = parse_answer(answer.text, raw_name, self._taxonomy, self._lexicon)
+        if answer.product is None and answer.category is None:
+            return parsed
+        known = self._lexicon.brand_in(raw_name) if self._lexicon is not None else None
+        if known is not None:
+            basis, brand_signal = "lexicon", known.evidence
+        else:
+            fields = answer.text.split(FIELD_SEPARATOR)
+            written = fields[2].strip() if len(fields) > 2 else ""
+            basis = "model" if parsed.brand else ("none" if written in ("", NO_BRAND) else "dropped")
+            brand_signal = answer.brand if answer.brand is not None else 0.0
+        signals = Signals(answer.product or 0.0, answer.category or 0.0, brand_signal, basis)
+        return replace(parsed, signals=signals, confidence=self._calibration.confidence(signals))

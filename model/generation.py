@@ -7,10 +7,10 @@ import time
 from collections.abc import Sequence
 
 import torch
-from transformers import LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
+from transformers import LogitsProcessor, LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
 
 from model.answer_constraints import AnswerGrammar
-from model.generator import GenerationTimeout, prompts
+from model.generator import GenerationTimeout, ScoredAnswer, prompts
 from model.loader import LoadedModel
 from schemas.taxonomy import load_taxonomy
 
@@ -38,6 +38,18 @@ class _Deadline(StoppingCriteria):
 # token limit). n=3 cost held-out product (→ 66%); n=8 parsed fewer real items (94%). The n-gram must stay
 # longer than what an answer legitimately repeats (the brand, in the name and in the brand field).
 NO_REPEAT_NGRAM_SIZE = 6
+
+
+class _ChosenProbability(LogitsProcessor):
+    """Placed last among the processors: records, per step and row, the probability of the token greedy
+    decoding then takes (the largest, after the constraints and priors)."""
+
+    def __init__(self) -> None:
+        self.steps: list[torch.Tensor] = []
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        self.steps.append(torch.softmax(scores.float(), dim=-1).max(dim=-1).values.cpu())
+        return scores
 
 
 class TokenizingGenerator:
@@ -99,14 +111,20 @@ class BatchGenerator(TokenizingGenerator):
         self._lock = threading.Lock()
 
     def generate(self, prompts: Sequence[str]) -> list[str]:
+        return [answer.text for answer in self.generate_scored(prompts)]
+
+    def generate_scored(self, prompts: Sequence[str]) -> list[ScoredAnswer]:
+        """Answers with the probabilities of their decisions (model/confidence.py); without the answer
+        grammar (``constrained=False``) the fields cannot be told apart and the probabilities are ``None``."""
         if not prompts:
             return []
         inputs = self.encode_padded(prompts)
+        recorder = _ChosenProbability()
         with self._lock, torch.inference_mode():
             # Started inside the lock: time spent waiting for another caller is not this batch's fault.
             deadline = _Deadline(self._max_time_s) if self._max_time_s else None
             with self._tokenizer_lock:
-                processors = LogitsProcessorList([self._grammar.processor(prompts)] if self._grammar else [])
+                processors = LogitsProcessorList([self._grammar.processor(prompts), recorder] if self._grammar else [])
             output = self._model.generate(
                 **inputs,
                 max_new_tokens=self.max_new_tokens,
@@ -126,4 +144,11 @@ class BatchGenerator(TokenizingGenerator):
             )
         new_tokens = output[:, inputs["input_ids"].shape[1] :]
         with self._tokenizer_lock:
-            return self._tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+            texts = self._tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+        if self._grammar is None or not recorder.steps:
+            return [ScoredAnswer(text, None, None, None) for text in texts]
+        probabilities = torch.stack(recorder.steps, dim=1).tolist()
+        return [
+            ScoredAnswer(text, *self._grammar.field_probabilities(tokens, row_probabilities))
+            for text, tokens, row_probabilities in zip(texts, new_tokens.tolist(), probabilities)
+        ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from model.prompt import build_prompt
@@ -21,6 +22,23 @@ class GenerationTimeout(RuntimeError):
 
 class Generator(Protocol):
     def generate(self, prompts: Sequence[str]) -> list[str]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ScoredAnswer:
+    """An answer with the probabilities the decoder gave its decisions (model/confidence.py): the product's
+    first word, the brand field, the category; ``None`` where the answer lacks the field."""
+
+    text: str
+    product: float | None
+    brand: float | None
+    category: float | None
+
+
+class ScoringGenerator(Generator, Protocol):
+    """A generator that also reports how sure it was (model/generation.py's static batches)."""
+
+    def generate_scored(self, prompts: Sequence[str]) -> list[ScoredAnswer]: ...
 
 
 # The service counts a batch's prompt tokens in its prepare thread and generates from the same prompts in

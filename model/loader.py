@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig, PreTrainedTokenizerBase
 
+from model.confidence import Calibration, read_calibration
 from model.lexicon import Lexicon, read_lexicon
 from model.version import weights_version
 from schemas.events import ModelIdentity
@@ -63,6 +64,8 @@ class LoadedModel:
     merged: bool = False
     # What the training labels say about words: decoding priors and brand aliases (model/lexicon.py).
     lexicon: Lexicon = field(default_factory=Lexicon)
+    # Maps raw decoding signals to calibrated field confidences (model/confidence.py); None: raw signals.
+    calibration: Calibration | None = None
 
 
 def resolve_device(device: str) -> torch.device:
@@ -219,6 +222,7 @@ def load_model(spec: ModelSpec) -> LoadedModel:
         max_new_tokens=int(max_new_tokens),
         merged=spec.merge_adapter,
         lexicon=read_lexicon(*(p for p in (adapter_path, base_path) if p is not None)),
+        calibration=read_calibration(*(p for p in (adapter_path, base_path) if p is not None)),
     )
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from model.grounding import brand_is_grounded
 from model.casing import restore_case
+from model.confidence import FieldConfidence, Signals
 from model.lexicon import Lexicon
 from model.product_noun import nominative_head
 from model.prompt import FIELD_SEPARATOR, NO_BRAND, clean_raw_name
@@ -28,6 +29,10 @@ class ParsedAnswer:
     brand: str | None
     category: Category
     status: ItemStatus
+    # Calibrated confidence per field (model/confidence.py); None where the generator reports no probabilities.
+    confidence: FieldConfidence | None = None
+    # The raw signals behind it: what calibration is fitted on, never published.
+    signals: Signals | None = None
 
 
 def _field(parts: list[str], index: int, limit: int) -> str | None:

@@ -16,6 +16,7 @@ from pathlib import Path
 _VERSIONED_FILES = (
     "config.json", "adapter_config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
     "lexicon.json",  # the decoding priors and brand aliases from the training labels (model/lexicon.py)
+    "calibration.json",  # raw signals → field confidences (model/confidence.py)
 )
 _VERSIONED_SUFFIXES = (".safetensors", ".bin")
 # Saved beside the adapter by the Trainer: the run's arguments (output paths included), not the model.

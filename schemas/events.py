@@ -93,6 +93,8 @@ class ItemStatus(StrEnum):
     UNKNOWN_CATEGORY = "unknown_category"
     MALFORMED_ANSWER = "malformed_answer"
     MODEL_ERROR = "model_error"
+    # A field's confidence was under its threshold (ENRICHER_MIN_*_CONFIDENCE): that field is withheld.
+    LOW_CONFIDENCE = "low_confidence"
 
 
 class _Output(BaseModel):
@@ -110,6 +112,17 @@ class ModelIdentity(_Output):
     version: str
 
 
+Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+class Confidence(_Output):
+    """How likely each field is right, calibrated on held-out labelled items (docs/model.md#confidence)."""
+
+    product: Probability
+    brand: Probability
+    category: Probability
+
+
 class EnrichedItem(_Output):
     position: int = Field(ge=1, description="1-based position of the line in the receipt")
     raw_name: str
@@ -121,6 +134,9 @@ class EnrichedItem(_Output):
     brand: str | None
     category: CategoryRef
     status: ItemStatus
+    # Additive: absent (null) when the model reports no probabilities (continuous batching, a cached answer
+    # from before this field existed).
+    confidence: Confidence | None = None
 
 
 class ReceiptSummary(_Output):

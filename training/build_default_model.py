@@ -18,10 +18,12 @@ import json
 import random
 import shutil
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
+from model.confidence import fit_calibration
 from model.item_key import item_key
 from model.loader import MANIFEST_NAME, ModelSpec, load_model
 from model.version import weights_version
@@ -55,24 +57,46 @@ BASE_EPOCHS = 5
 BUILD_THREADS = 2
 
 
-def gold_accuracy(base: Path, adapter: Path, gold: list[LabeledExample]) -> dict:
-    """The built model on the gold split through the serving loader, generator and parser, real-receipt rules."""
+def enrich_examples(base: Path, adapter: Path, examples: list[LabeledExample], calibrated: bool = True) -> tuple[list, float]:
+    """The examples through the serving loader, generator and parser in batches of 64: answers and items/s."""
     from model.enricher import Enricher
     from model.generation import BatchGenerator
-    from training.scoring import Gold, Prediction, real_scores
 
-    taxonomy = load_taxonomy()
     loaded = load_model(ModelSpec(base_path=base, adapter_path=adapter))
-    enricher = Enricher(BatchGenerator(loaded), taxonomy, loaded.lexicon)
+    enricher = Enricher(BatchGenerator(loaded), load_taxonomy(), loaded.lexicon, loaded.calibration if calibrated else None)
     started = time.perf_counter()
     parsed = []
-    for start in range(0, len(gold), 64):
-        parsed.extend(enricher.enrich([e.raw_name for e in gold[start : start + 64]]))
-    seconds = time.perf_counter() - started
+    for start in range(0, len(examples), 64):
+        parsed.extend(enricher.enrich([e.raw_name for e in examples[start : start + 64]]))
+    return parsed, len(examples) / max(time.perf_counter() - started, 1e-9)
+
+
+def write_calibration(base: Path, adapter: Path, validation: list[LabeledExample]) -> dict:
+    """Fit the confidence calibration (model/confidence.py) on the real validation items; gold never tunes anything."""
+    from training.scoring import Gold, Prediction, real_points
+
+    parsed, _ = enrich_examples(base, adapter, validation, calibrated=False)
+    right = [
+        {k: v == 1.0 for k, v in real_points(Prediction(p.normalized_name, p.product, p.brand, p.category.id, True), Gold(e.normalized_name, e.product, e.brand, e.category)).items()}
+        for p, e in zip(parsed, validation)
+    ]
+    with_signals = [(p.signals, r) for p, r in zip(parsed, right) if p.signals is not None]
+    calibration = fit_calibration([s for s, _ in with_signals], [r for _, r in with_signals])
+    calibration.write(adapter)
+    return {"items": len(with_signals), "groups": sorted(calibration.maps)}
+
+
+def gold_accuracy(base: Path, adapter: Path, gold: list[LabeledExample]) -> dict:
+    """The built model on the gold split through the serving loader, generator and parser, real-receipt rules."""
+    from training.scoring import Gold, Prediction, calibration_errors, real_points, real_scores
+
+    parsed, items_per_second = enrich_examples(base, adapter, gold)
     predictions = [Prediction(p.normalized_name, p.product, p.brand, p.category.id, p.status == "ok") for p in parsed]
     golds = [Gold(e.normalized_name, e.product, e.brand, e.category) for e in gold]
     scores = real_scores([e.raw_name for e in gold], predictions, golds)
-    return {**{k: round(v, 4) for k, v in scores.items()}, "items_per_second_batch64": round(len(gold) / max(seconds, 1e-9), 1)}
+    confident = [(asdict(p.confidence), real_points(q, g)) for p, q, g in zip(parsed, predictions, golds) if p.confidence is not None]
+    scores.update(calibration_errors([c for c, _ in confident], [r for _, r in confident]))
+    return {**{k: round(v, 4) for k, v in scores.items()}, "items_per_second_batch64": round(items_per_second, 1)}
 
 
 def write_lexicon(adapter_dir: Path, train: list[LabeledExample], real_keys: frozenset[str]) -> dict:
@@ -148,8 +172,14 @@ def build(out: Path, seed: int) -> dict:
         ]
     )
     sft.run(model_args, data_args, training_args)
-    lexicon_summary = write_lexicon(adapter_dir, train, frozenset(item_key(e.raw_name) for e in real))
+    real_keys = frozenset(item_key(e.raw_name) for e in real)
+    lexicon_summary = write_lexicon(adapter_dir, train, real_keys)
     timings["adapter_s"] = round(time.perf_counter() - mark, 1)
+
+    mark = time.perf_counter()
+    validation = [e for e in read_jsonl(data_dir / "validation.jsonl") if item_key(e.raw_name) in real_keys]
+    calibration_summary = write_calibration(base_dir, adapter_dir, validation)
+    timings["calibration_s"] = round(time.perf_counter() - mark, 1)
 
     mark = time.perf_counter()
     accuracy = gold_accuracy(base_dir, adapter_dir, gold)
@@ -167,6 +197,7 @@ def build(out: Path, seed: int) -> dict:
             "train_sha256": data_manifest["splits"]["train"]["sha256"],
         },
         "lexicon": lexicon_summary,
+        "calibration": calibration_summary,
         "tokenizer": {"vocab_size": len(tokenizer), **efficiency(tokenizer, [e.raw_name for e in train[:2000]])},
         "gold_check": accuracy,
         "timings": timings,

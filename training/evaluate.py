@@ -180,7 +180,7 @@ def enrich(
                 f"the model's context is {context}: use --no-category-list or fewer --shots"
             )
         generator = PrefixedGenerator(generator, prefix)
-    enricher = Enricher(generator, taxonomy, loaded.lexicon)
+    enricher = Enricher(generator, taxonomy, loaded.lexicon, loaded.calibration)
     answers: list[ParsedAnswer] = []
     started = time.perf_counter()
     for start in range(0, len(raws), args.batch_size):

@@ -319,3 +319,37 @@ def real_scores(raws: Sequence[str], predictions: Sequence[Prediction], golds: S
         "name_similarity": _mean([row["name_similarity"] for row in points]),
         "names_grounded": sum(s for s, _ in grounded) / words if words else 1.0,
     }
+
+# Confidence (model/confidence.py): how well each field's confidence says whether the field is right, and
+# what a threshold keeps. A field under its threshold is withheld (null; category `other`), so:
+# - coverage at t: share of all items that keep the field (for the brand: keep a brand, not "no brand");
+# - precision at t: share of the kept fields that are right.
+CURVE_THRESHOLDS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
+CONFIDENCE_FIELDS = ("product", "brand", "category")
+
+
+def calibration_errors(confidences: Sequence[dict[str, float]], points: Sequence[dict[str, float]]) -> dict[str, float]:
+    """Expected calibration error per field (10 equal-width bins) over the items that have a confidence."""
+    from model.confidence import expected_calibration_error
+
+    return {
+        f"ece_{name}": expected_calibration_error([c[name] for c in confidences], [p[name] == 1.0 for p in points])
+        for name in CONFIDENCE_FIELDS
+    }
+
+
+def keep_curve(
+    confidences: Sequence[float], right: Sequence[bool], present: Sequence[bool], thresholds: Sequence[float] = CURVE_THRESHOLDS
+) -> list[dict[str, float]]:
+    """Coverage and precision of a field at each threshold; ``present``: the item outputs the field at all."""
+    rows = []
+    for threshold in thresholds:
+        kept = [r for c, r, p in zip(confidences, right, present, strict=True) if p and c >= threshold]
+        rows.append(
+            {
+                "threshold": threshold,
+                "coverage": len(kept) / len(confidences) if confidences else 0.0,
+                "precision": sum(kept) / len(kept) if kept else 0.0,
+            }
+        )
+    return rows

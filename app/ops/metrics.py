@@ -55,6 +55,12 @@ def _status(answer: ParsedAnswer | None) -> ItemStatus | None:
     return answer.status if answer is not None else None
 
 
+def _category_and_confidence(answer: ParsedAnswer | None) -> tuple[str | None, str]:
+    if answer is None:
+        return None, "false"
+    return answer.category.id, "true" if answer.status is ItemStatus.LOW_CONFIDENCE else "false"
+
+
 @dataclass(frozen=True, slots=True)
 class PartitionOffsets:
     """One partition as Kafka reports it; ``committed`` is None when the group never committed there."""
@@ -149,6 +155,14 @@ class Metrics:
         )
         self.items_enriched = Counter(f"{_NS}_enrich_items", "Line items enriched, by where the answer came from", ["source"], registry=r)
         self.item_status = Counter(f"{_NS}_enrich_item_status", "Line items by answer status", ["status"], registry=r)
+        # The low-confidence share per category is where drift shows first (docs/operations.md): items the
+        # model was unsure of rise in the categories whose items changed.
+        self.item_category = Counter(
+            f"{_NS}_enrich_item_category",
+            "Line items by published category, and whether a field was withheld for low confidence",
+            ["category", "low_confidence"],
+            registry=r,
+        )
         # Counted where the dead letter is decided; a take that then fails to publish stops the worker.
         self.dead_letters = Counter(f"{_NS}_dlq_events", "Dead letters written for input messages, by error kind", ["kind"], registry=r)
         self.batch_items = Histogram(f"{_NS}_model_batch_items", "Distinct items per model batch", buckets=_ITEM_BUCKETS, registry=r)
@@ -232,6 +246,9 @@ class Metrics:
         for status, count in Tally(_status(answers.get(text)) for text in texts).items():
             if status is not None:
                 self.item_status.labels(status.value).inc(count)
+        for (category, low), count in Tally(_category_and_confidence(answers.get(text)) for text in texts).items():
+            if category is not None:
+                self.item_category.labels(category, low).inc(count)
         for timestamp_ms in timestamps:
             # Producers may leave the timestamp unset (-1); such records have no latency to report.
             if timestamp_ms is not None and timestamp_ms > 0:

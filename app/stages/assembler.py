@@ -45,6 +45,11 @@ def encode_transaction(
                 "brand": answer.brand,
                 "category": {"id": category.id, "name": category.name},
                 "status": answer.status.value,
+                "confidence": (
+                    None
+                    if answer.confidence is None
+                    else {"product": answer.confidence.product, "brand": answer.confidence.brand, "category": answer.confidence.category}
+                ),
             }
         )
     return orjson.dumps(

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from app.stages.assembler import encode_transaction
+from app.stages.confidence_gate import ConfidenceThresholds, gate_answers
 from app.stages.batcher import BatchLimits, padded_tokens
 from app.stages.cache import AnswerCache
 from app.stages.dead_letter import dead_letter
@@ -141,6 +142,7 @@ class Pipeline:
         topics: Topics,
         model_stuck_s: float,
         cache: AnswerCache | None = None,
+        thresholds: ConfidenceThresholds = ConfidenceThresholds(),
         metrics: TakeMetrics = NO_METRICS,
         on_close: Callable[[], None] | None = None,
     ) -> None:
@@ -154,6 +156,7 @@ class Pipeline:
         self._rounds = ProducerRounds(sink)
         self._topics = topics
         self._cache = cache
+        self._thresholds = thresholds
         self._metrics = metrics
         self._on_close = on_close
         # The model gets one thread of its own: the event loop keeps heartbeats and fetches going.
@@ -187,7 +190,9 @@ class Pipeline:
         return PreparedTake(started_at=now, valid=valid, dead_letters=dead_letters, texts=texts, plan=plan)
 
     async def enrich(self, prepared: PreparedTake) -> EnrichmentOutcome:
-        return await self._run_model(prepared)
+        outcome = await self._run_model(prepared)
+        outcome.answers = gate_answers(outcome.answers, self._thresholds, self._taxonomy)
+        return outcome
 
     def publish(self, prepared: PreparedTake, outcome: EnrichmentOutcome) -> Coroutine[Any, Any, TakeResult]:
         """Hand the take's records to the producer now; await the result for their acknowledgement.
