@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import Field, PrivateAttr, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from app.stages.confidence_gate import ConfidenceThresholds
+from app.stages.confidence_gate import DEFAULT_THRESHOLDS, ConfidenceThresholds
 
 if TYPE_CHECKING:
     from faust.types.auth import CredentialsT
@@ -124,9 +124,9 @@ class Settings(BaseSettings):
     # Withhold a field whose calibrated confidence is under its threshold (app/stages/confidence_gate.py):
     # null product or brand, category `other`, status low_confidence. Chosen from the precision/coverage
     # curves of the gold split (docs/model.md#confidence); 0 keeps every field.
-    min_product_confidence: float = Field(default=0.0, ge=0, le=1)
-    min_brand_confidence: float = Field(default=0.0, ge=0, le=1)
-    min_category_confidence: float = Field(default=0.0, ge=0, le=1)
+    min_product_confidence: float = Field(default=DEFAULT_THRESHOLDS.product, ge=0, le=1)
+    min_brand_confidence: float = Field(default=DEFAULT_THRESHOLDS.brand, ge=0, le=1)
+    min_category_confidence: float = Field(default=DEFAULT_THRESHOLDS.category, ge=0, le=1)
 
     # Faust keeps per-app state here (this service has no tables, but Faust creates the folder).
     state_dir: Path = REPO_ROOT / ".local" / "faust"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 
 from rapidfuzz import fuzz
+from rapidfuzz.distance import OSA
 
 _LATIN_TO_CYRILLIC = [
     ("sch", "ш"), ("sh", "ш"), ("ch", "ч"), ("zh", "ж"), ("kh", "х"), ("ts", "ц"), ("ya", "я"), ("yu", "ю"),
@@ -60,3 +61,47 @@ def brand_is_grounded(brand: str, raw_name: str) -> bool:
         if not long_words and any(w in raw_words for w in words):
             return True
     return False
+
+
+# Names: a word of a normalized name is supported when the string prints it, it spells out an abbreviation
+# the string prints (``ПЕРС`` → персик, ``СЛД`` → сельдь) or one cut short (``гр`` → г), it corrects one typo of
+# a printed word of 5+ letters, or it belongs to the answer's brand. Numbers are not judged.
+_TYPO_MIN_LETTERS = 5
+
+
+def _letter_runs(text: str | None) -> list[str]:
+    # Registers glue units to numbers (``1,93Л``): letters and digits are separate words here.
+    return re.findall(r"[a-zа-я]+|[0-9]+", (text or "").lower().replace("ё", "е"))
+
+
+def _opens(abbreviation: str, word: str) -> bool:
+    """``word`` spells out ``abbreviation``: same first letter, its letters in order (ПЕРС → персик, СЛД → сельдь)."""
+    if not abbreviation or abbreviation[0] != word[0]:
+        return False
+    position = 0
+    for letter in abbreviation:
+        position = word.find(letter, position) + 1
+        if position == 0:
+            return False
+    return True
+
+
+def unsupported_words(normalized_name: str | None, raw_name: str, brand: str | None) -> tuple[list[str], int]:
+    """(the words of the name that the string does not support, how many words were judged)."""
+    raw_words = set(_letter_runs(raw_name)) | set(_letter_runs(to_cyrillic(raw_name)))
+    brand_words = set(_letter_runs(brand)) | set(_letter_runs(to_cyrillic(brand or "")))
+    unsupported, judged = [], 0
+    for word in _letter_runs(normalized_name):
+        if word.isdigit():
+            continue
+        judged += 1
+        if word in raw_words or word in brand_words or to_cyrillic(word).lower() in raw_words:
+            continue
+        if word in ("x", "х") or any(_opens(raw, word) or raw.startswith(word) for raw in raw_words if raw.isalpha()):
+            continue
+        if len(word) >= _TYPO_MIN_LETTERS and any(
+            OSA.distance(word, raw) <= 1 for raw in raw_words if abs(len(raw) - len(word)) <= 1
+        ):
+            continue
+        unsupported.append(word)
+    return unsupported, judged

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from model.grounding import brand_is_grounded
+from model.grounding import brand_is_grounded, unsupported_words
 from model.casing import restore_case
 from model.confidence import FieldConfidence, Signals
 from model.lexicon import Lexicon
@@ -44,6 +44,19 @@ def _field(parts: list[str], index: int, limit: int) -> str | None:
     return value
 
 
+def _grounded_name(normalized: str, raw_name: str, brand: str | None) -> str:
+    """The model's name without the words the string does not support (model/grounding.py); the string
+    itself, cleaned, when that leaves less than half of the name: a name must invent nothing."""
+    unsupported, judged = unsupported_words(normalized, raw_name, brand)
+    if not unsupported:
+        return normalized
+    bad = set(unsupported)
+    kept = [word for word in normalized.split() if not bad & set(unsupported_words(word, raw_name, brand)[0])]
+    if judged - len(unsupported) < judged / 2 or not kept:
+        return clean_raw_name(raw_name).lower()
+    return " ".join(kept)
+
+
 def parse_answer(answer: str, raw_name: str, taxonomy: Taxonomy, lexicon: Lexicon | None = None) -> ParsedAnswer:
     """Parse ``normalized##product##brand##category``; fields that cannot be trusted fall back.
 
@@ -72,6 +85,8 @@ def parse_answer(answer: str, raw_name: str, taxonomy: Taxonomy, lexicon: Lexico
     known = lexicon.brand_in(raw_name) if lexicon is not None else None
     if known is not None:
         brand = known.brand
+    if normalized is not None:
+        normalized = _grounded_name(normalized, raw_name, brand)
     category_text = parts[-1] if len(parts) >= _FIELD_COUNT else ""
 
     normalized, product, brand = restore_case(normalized, product, brand)

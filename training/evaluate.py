@@ -32,9 +32,12 @@ import re
 import time
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 
+from app.stages.confidence_gate import DEFAULT_THRESHOLDS, gate
+from model.confidence import expected_calibration_error, reliability
 from model.parser import ParsedAnswer
 from model.prompt import build_prompt
 from schemas.events import ItemStatus
@@ -44,10 +47,12 @@ from training.fewshot import fewshot_prefix, select_shots
 from training.labels import gold_examples, read_rows
 from training.rule_baseline import DictionaryRule, first_noun, read_brand_counts
 from training.scoring import (
+    CONFIDENCE_FIELDS,
     Gold,
     Prediction,
     benchmark_points,
     benchmark_scores,
+    keep_curve,
     per_class,
     real_points,
     real_scores,
@@ -233,6 +238,40 @@ def rule_predictions(raws: Sequence[str], brands: Sequence[str], category: str) 
     return dictionary, nouns
 
 
+def confidence_report(answers: Sequence[ParsedAnswer], points: Sequence[dict[str, float]]) -> dict | None:
+    """Calibration (ECE, reliability bins) and precision/coverage curves of each field, from the ungated answers."""
+    confident = [(a, p) for a, p in zip(answers, points) if a.confidence is not None]
+    if not confident:
+        return None
+    report: dict = {"items": len(confident), "ece": {}, "reliability": {}, "curves": {}}
+    for name in CONFIDENCE_FIELDS:
+        confidences = [getattr(a.confidence, name) for a, _ in confident]
+        right = [p[name] == 1.0 for _, p in confident]
+        present = [getattr(a, name) is not None if name != "category" else True for a, _ in confident]
+        report["ece"][name] = round(expected_calibration_error(confidences, right), 4)
+        report["reliability"][name] = reliability(confidences, right)
+        report["curves"][name] = keep_curve(confidences, right, present)
+    return report
+
+
+def confidence_markdown(report: dict) -> str:
+    lines = ["", f"Confidence ({report['items']} items): expected calibration error "
+             + ", ".join(f"{name} {value:.3f}" for name, value in report["ece"].items()), ""]
+    lines += ["| threshold | " + " | ".join(f"{n} coverage | {n} precision" for n in report["curves"]) + " |",
+              "|---:|" + "---:|---:|" * len(report["curves"])]
+    thresholds = [row["threshold"] for row in next(iter(report["curves"].values()))]
+    for index, threshold in enumerate(thresholds):
+        cells = []
+        for curve in report["curves"].values():
+            cells += [f"{curve[index]['coverage']:.0%}", f"{curve[index]['precision']:.0%}"]
+        lines.append(f"| {threshold:.2f} | " + " | ".join(cells) + " |")
+    lines += ["", "Reliability (confidence bin: items, mean confidence → share right):"]
+    for name, rows in report["reliability"].items():
+        cells = [f"[{r['low']:.1f}, {r['high']:.1f}): {r['items']}, {r['confidence']:.2f} → {r['right']:.2f}" for r in rows]
+        lines.append(f"- {name}: " + "; ".join(cells))
+    return "\n".join(lines) + "\n"
+
+
 def evaluate_labeled(args: argparse.Namespace, taxonomy: Taxonomy, shots: Sequence[LabeledExample]) -> dict:
     if args.gold:
         examples = gold_examples(read_rows())[: args.limit]
@@ -242,11 +281,14 @@ def evaluate_labeled(args: argparse.Namespace, taxonomy: Taxonomy, shots: Sequen
         data_path = args.data
     raws = [e.raw_name for e in examples]
     golds = [Gold(e.normalized_name, e.product, e.brand, e.category) for e in examples]
-    answers, items_per_second, identity = enrich(raws, args, taxonomy, shots)
+    ungated, items_per_second, identity = enrich(raws, args, taxonomy, shots)
+    # Scored as served: fields under the default thresholds withheld (app/stages/confidence_gate.py).
+    answers = [gate(a, DEFAULT_THRESHOLDS, taxonomy) for a in ungated]
     predictions = [_prediction(a, a.category.id) for a in answers]
     items = [
         _item(raw, p, g, real_points(p, g), a.status.value) for raw, p, g, a in zip(raws, predictions, golds, answers)
     ]
+    ungated_points = [real_points(_prediction(a, a.category.id), g) for a, g in zip(ungated, golds)]
     brands, brand_source = rule_brands(args.brand_counts)
     commonest = Counter(g.category for g in golds).most_common(1)[0][0] if golds else taxonomy.fallback.id
     dictionary, nouns = rule_predictions(raws, brands, commonest)
@@ -263,6 +305,8 @@ def evaluate_labeled(args: argparse.Namespace, taxonomy: Taxonomy, shots: Sequen
             NOUN_RULE: {"source": "training.rule_baseline.first_noun", "scores": {"product": noun_scores["product"]}},
         },
         "scores": {**scores, "items_per_second": round(items_per_second, 1)},
+        "thresholds": asdict(DEFAULT_THRESHOLDS),
+        "confidence": confidence_report(ungated, ungated_points),
         "statuses": dict(Counter(a.status.value for a in answers)),
         "per_category": per_class([p.category for p in predictions], [g.category for g in golds]),
         "worst_confusions": worst_confusions([p.category for p in predictions], [g.category for g in golds]),
@@ -451,6 +495,8 @@ def main(argv: list[str] | None = None) -> None:
     # Appended, not with_suffix: a run name like "r1.5-bench" must not lose its tail.
     Path(f"{args.out}.json").write_text(json.dumps(report, ensure_ascii=False, indent=2), encoding="utf-8")
     table = markdown([report])
+    if report.get("confidence"):
+        table += confidence_markdown(report["confidence"])
     Path(f"{args.out}.md").write_text(table, encoding="utf-8")
     print(table)
     _print_findings(report)

@@ -40,7 +40,9 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from model.grounding import to_cyrillic
+from rapidfuzz.distance import OSA
+
+from model.grounding import to_cyrillic, unsupported_words
 
 RIGHT = 1.0
 PARTLY_RIGHT = 0.5
@@ -84,21 +86,6 @@ def _stem(word: str) -> str:
     return word
 
 
-def edit_distance(a: str, b: str) -> int:
-    """Optimal string alignment distance: insertions, deletions, substitutions, adjacent swaps."""
-    previous2: list[int] = []
-    previous = list(range(len(b) + 1))
-    for i in range(1, len(a) + 1):
-        current = [i] + [0] * len(b)
-        for j in range(1, len(b) + 1):
-            cost = 0 if a[i - 1] == b[j - 1] else 1
-            current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + cost)
-            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
-                current[j] = min(current[j], previous2[j - 2] + 1)
-        previous2, previous = previous, current
-    return previous[len(b)]
-
-
 def _same_word(a: str, b: str) -> bool:
     a, b = _stem(a), _stem(b)
     if a == b:
@@ -106,7 +93,7 @@ def _same_word(a: str, b: str) -> bool:
     shorter, longer = sorted((a, b), key=len)
     if len(shorter) >= _COMPOUND_MIN_LETTERS and longer.endswith(shorter):
         return True
-    return len(shorter) >= _TYPO_MIN_LETTERS and edit_distance(a, b) <= 1
+    return len(shorter) >= _TYPO_MIN_LETTERS and OSA.distance(a, b) <= 1
 
 
 def _is_cut_form(a: str, b: str) -> bool:
@@ -142,7 +129,7 @@ def product_points(predicted: str | None, gold: str) -> float:
 
 
 def _brand_candidate_points(candidate: str, gold: str) -> float:
-    if candidate == gold or (min(len(candidate), len(gold)) >= _TYPO_MIN_LETTERS and edit_distance(candidate, gold) <= 1):
+    if candidate == gold or (min(len(candidate), len(gold)) >= _TYPO_MIN_LETTERS and OSA.distance(candidate, gold) <= 1):
         return RIGHT
     shorter, longer = sorted((candidate, gold), key=len)
     return PARTLY_RIGHT if len(shorter) >= _MIN_STEM and shorter in longer else WRONG
@@ -259,39 +246,11 @@ def real_brand_right(predicted: str | None, gold: str | None) -> bool:
     return fold_brand(predicted) == fold_brand(gold)
 
 
-def _opens(abbreviation: str, word: str) -> bool:
-    """``word`` spells out ``abbreviation``: same first letter, its letters in order (ПЕРС → персик, СЛД → сельдь)."""
-    if not abbreviation or abbreviation[0] != word[0]:
-        return False
-    position = 0
-    for letter in abbreviation:
-        position = word.find(letter, position) + 1
-        if position == 0:
-            return False
-    return True
-
-
-def _letter_runs(text: str | None) -> list[str]:
-    # Registers glue units to numbers (``1,93Л``): letters and digits are separate words here.
-    return re.findall(r"[a-zа-я]+|[0-9]+", fold(text))
-
-
 def grounded_words(normalized_name: str | None, raw_name: str, brand: str | None) -> tuple[int, int]:
-    """(words of the normalized name that the string supports, its words); numbers are not counted."""
-    raw_words = set(_letter_runs(raw_name)) | set(_letter_runs(to_cyrillic(raw_name)))
-    brand_words = set(_letter_runs(brand)) | set(_letter_runs(to_cyrillic(brand or "")))
-    supported = total = 0
-    for word in _letter_runs(normalized_name):
-        if word.isdigit():
-            continue
-        total += 1
-        if word in raw_words or word in brand_words or to_cyrillic(word).lower() in raw_words:
-            supported += 1
-        elif word in ("x", "х") or any(_opens(raw, word) or raw.startswith(word) for raw in raw_words if raw.isalpha()):
-            supported += 1
-        elif len(word) >= _TYPO_MIN_LETTERS and any(edit_distance(word, raw) <= 1 for raw in raw_words if abs(len(raw) - len(word)) <= 1):
-            supported += 1
-    return supported, total
+    """(words of the normalized name that the string supports, its words); numbers are not counted
+    (model/grounding.py's rule, the one the parser enforces)."""
+    unsupported, judged = unsupported_words(normalized_name, raw_name, brand)
+    return judged - len(unsupported), judged
 
 
 def real_points(prediction: Prediction, gold: Gold) -> dict[str, float]:

@@ -24,6 +24,11 @@ class ConfidenceThresholds:
     category: float = 0.0
 
 
+# The thresholds the service runs with unless ENRICHER_MIN_*_CONFIDENCE says otherwise; chosen from the gold
+# split's precision/coverage curves (docs/model.md#confidence).
+DEFAULT_THRESHOLDS = ConfidenceThresholds(product=0.0, brand=0.0, category=0.0)
+
+
 def gate(answer: ParsedAnswer, thresholds: ConfidenceThresholds, taxonomy: Taxonomy) -> ParsedAnswer:
     confidence = answer.confidence
     if confidence is None:
