@@ -19,6 +19,7 @@ Strings without a Cyrillic word and without an implied head noun leave the produ
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
 
@@ -88,9 +89,12 @@ class AnswerGrammar:
         lexicon: Lexicon,
         product_weight: float = PRODUCT_PRIOR_WEIGHT,
         category_weight: float = CATEGORY_PRIOR_WEIGHT,
+        tokenizer_lock: threading.Lock | None = None,
     ) -> None:
-        """``categories``: taxonomy id → name."""
+        """``categories``: taxonomy id → name; ``tokenizer_lock``: the lock its other users hold (a fast
+        tokenizer is not thread-safe, model/generation.py)."""
         self._tokenizer = tokenizer
+        self._tokenizer_lock = tokenizer_lock or threading.Lock()
         self.separators, self.stray = _separator_tokens(tokenizer)
         self.word_ends = _word_end_tokens(tokenizer)
         self.eos = tokenizer.eos_token_id
@@ -136,11 +140,16 @@ class AnswerGrammar:
                     for word, feature in sorted(self._lexicon.head_candidates(item).items())
                 )
             )
-            prior = self._lexicon.category_log_prior(item)
-            categories.append(
-                _Trie((tokens, self._category_weight * prior.get(category_id, 0.0)) for category_id, tokens in self._categories.items())
-            )
+            categories.append(item)
         return AnswerConstraints(self, products, categories)
+
+    def category_trie(self, item: str, product_tokens: Sequence[int]) -> _Trie:
+        """The taxonomy's names, weighted by the prior of the string's words and of the product the row wrote."""
+        with self._tokenizer_lock:
+            product = self._tokenizer.decode(list(product_tokens), skip_special_tokens=True)
+        words = product.split(FIELD_SEPARATOR, 1)[0].split()
+        prior = self._lexicon.category_log_prior(item, words[0] if words else "")
+        return _Trie((tokens, self._category_weight * prior.get(category_id, 0.0)) for category_id, tokens in self._categories.items())
 
 
 @lru_cache(maxsize=4)
@@ -175,11 +184,14 @@ def _word_end_tokens(tokenizer) -> frozenset[int]:
 class AnswerConstraints(LogitsProcessor):
     """A logits processor for one batch of serving prompts (greedy or sampled, left-padded)."""
 
-    def __init__(self, grammar: AnswerGrammar, products: list[_Trie], categories: list[_Trie]) -> None:
+    def __init__(self, grammar: AnswerGrammar, products: list[_Trie], items: list[str]) -> None:
+        self._grammar = grammar
         self._separators, self._stray, self._eos = grammar.separators, grammar.stray, grammar.eos
         self._word_ends = grammar.word_ends
         self._products = products
-        self._categories = categories
+        self._items = items
+        # A row's category trie is built when the row reaches its category, weighted by the product it wrote.
+        self._categories: list[_Trie | None] = [None] * len(items)
         self._prompt_length: int | None = None
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
@@ -190,14 +202,19 @@ class AnswerConstraints(LogitsProcessor):
             # A lone `#` could make a separator the field count below would not see.
             scores[:, self._stray] = float("-inf")
         for row, tokens in enumerate(generated):
-            field, field_start = 0, 0
+            field, field_start, starts = 0, 0, {}
             for position, token in enumerate(tokens):
                 if token in self._separators:
                     field += self._separators[token]
                     field_start = position + 1
+                    starts.setdefault(field, field_start)
             if field == PRODUCT_FIELD:
                 trie, end_tokens = self._products[row], self._word_ends
             elif field == CATEGORY_FIELD:
+                if self._categories[row] is None:
+                    end = min((start for f, start in starts.items() if f > PRODUCT_FIELD), default=len(tokens))
+                    product = tokens[starts.get(PRODUCT_FIELD, end) : end]
+                    self._categories[row] = self._grammar.category_trie(self._items[row], product)
                 trie, end_tokens = self._categories[row], {self._eos}
             else:
                 continue

@@ -101,7 +101,12 @@ class BatchGenerator(TokenizingGenerator):
         super().__init__(loaded)
         self._model = loaded.model
         self._grammar = (
-            AnswerGrammar(self._tokenizer, {c.id: c.name for c in load_taxonomy().categories}, loaded.lexicon)
+            AnswerGrammar(
+                self._tokenizer,
+                {c.id: c.name for c in load_taxonomy().categories},
+                loaded.lexicon,
+                tokenizer_lock=self._tokenizer_lock,
+            )
             if constrained
             else None
         )

@@ -102,6 +102,8 @@ class Lexicon:
     implied_heads: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     category_counts: Mapping[str, int] = field(default_factory=dict)
     word_categories: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+    # the labels' head noun → category counts
+    head_categories: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
     # brand_key of a printed span → [canonical brand, hits, seen]
     brands: Mapping[str, tuple[str, int, int]] = field(default_factory=dict)
 
@@ -144,18 +146,20 @@ class Lexicon:
         return math.log((chosen + _FEATURE_WEIGHT * expected) / (offered + _FEATURE_WEIGHT))
 
     # ---------- categories ----------
-    def category_log_prior(self, item: str) -> dict[str, float]:
-        """Naive Bayes over the item's words: log P(category | words), normalised; empty when no word is known."""
+    def category_log_prior(self, item: str, head: str = "") -> dict[str, float]:
+        """Naive Bayes over the item's words and the product's head noun (when the labels know it):
+        log P(category | words, head), normalised; empty when nothing is known."""
         total = sum(self.category_counts.values())
         words = [w for w in set(tokens(item)) if len(w) >= 3 and w in self.word_categories]
-        if not total or not words:
+        head_seen = self.head_categories.get(fold_text(head).strip(), {})
+        if not total or not (words or head_seen):
             return {}
+        evidence = [self.word_categories[word] for word in words] + ([head_seen] if head_seen else [])
         scores = {}
         for category, count in self.category_counts.items():
             prior = count / total
             score = math.log(prior)
-            for word in words:
-                seen = self.word_categories[word]
+            for seen in evidence:
                 score += math.log((seen.get(category, 0) + 0.5 * prior) / (sum(seen.values()) + 0.5)) - math.log(prior)
             scores[category] = score
         top = max(scores.values())
@@ -187,6 +191,7 @@ class Lexicon:
             "implied_heads": {k: list(v) for k, v in sorted(self.implied_heads.items())},
             "category_counts": dict(sorted(self.category_counts.items())),
             "word_categories": {k: dict(sorted(v.items())) for k, v in sorted(self.word_categories.items())},
+            "head_categories": {k: dict(sorted(v.items())) for k, v in sorted(self.head_categories.items())},
             "brands": {k: list(v) for k, v in sorted(self.brands.items())},
         }
 
@@ -206,6 +211,7 @@ class Lexicon:
             implied_heads={k: tuple(v) for k, v in document["implied_heads"].items()},
             category_counts=dict(document["category_counts"]),
             word_categories=document["word_categories"],
+            head_categories=document["head_categories"],
             brands={k: (v[0], int(v[1]), int(v[2])) for k, v in document["brands"].items()},
         )
 

@@ -51,7 +51,7 @@ def test_the_seed_articles_examples_are_read_into_their_product_category_and_bra
     from training.scoring import real_brand_right, real_product_right
 
     taxonomy = load_taxonomy()
-    answers = Enricher(BatchGenerator(loaded), taxonomy).enrich(list(SEED_ARTICLE_ITEMS))
+    answers = Enricher(BatchGenerator(loaded), taxonomy, loaded.lexicon, loaded.calibration).enrich(list(SEED_ARTICLE_ITEMS))
     products = categories = brands = 0
     for (item, (product, category, brand)), answer in zip(SEED_ARTICLE_ITEMS.items(), answers):
         assert answer.status is ItemStatus.OK, (item, answer)
@@ -65,16 +65,25 @@ def test_the_seed_articles_examples_are_read_into_their_product_category_and_bra
     assert brands >= SEED_BRANDS_RIGHT, summary
 
 
-def test_on_real_items_no_training_saw_the_model_reads_the_product_off_the_string(loaded):
+def test_on_real_items_no_training_saw_the_model_reads_the_string_and_knows_how_sure_it_is(loaded):
+    from dataclasses import asdict
+
     from training.labels import gold_examples, read_rows
-    from training.scoring import Gold, Prediction, real_scores
+    from training.scoring import Gold, Prediction, calibration_errors, real_points, real_scores
 
     gold = gold_examples(read_rows())[:GOLD_SAMPLE]
-    answers = Enricher(BatchGenerator(loaded), load_taxonomy()).enrich([e.raw_name for e in gold])
+    answers = Enricher(BatchGenerator(loaded), load_taxonomy(), loaded.lexicon, loaded.calibration).enrich([e.raw_name for e in gold])
     predictions = [Prediction(a.normalized_name, a.product, a.brand, a.category.id, a.status is ItemStatus.OK) for a in answers]
-    scores = real_scores([e.raw_name for e in gold], predictions, [Gold(e.normalized_name, e.product, e.brand, e.category) for e in gold])
+    golds = [Gold(e.normalized_name, e.product, e.brand, e.category) for e in gold]
+    scores = real_scores([e.raw_name for e in gold], predictions, golds)
     assert scores["product"] >= GOLD_PRODUCT_FLOOR, scores
     assert scores["category"] >= GOLD_CATEGORY_FLOOR, scores
+    assert scores["names_grounded"] >= GOLD_NAMES_GROUNDED_FLOOR, scores
+    # Every answer says how sure it is, calibrated on the validation split: confidence tracks being right.
+    confidences = [asdict(a.confidence) for a in answers]
+    assert all(0.0 <= value <= 1.0 for c in confidences for value in c.values())
+    errors = calibration_errors(confidences, [real_points(p, g) for p, g in zip(predictions, golds)])
+    assert all(error <= GOLD_ECE_CEILING for error in errors.values()), errors
 
 
 HOSTILE_ITEMS = [

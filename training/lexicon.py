@@ -105,6 +105,7 @@ def build_lexicon(examples: Sequence[LabeledExample], extra_brands: Iterable[str
     feature_chosen: Counter[str] = Counter()
     category_counts: Counter[str] = Counter()
     word_categories: defaultdict[str, Counter[str]] = defaultdict(Counter)
+    head_categories: defaultdict[str, Counter[str]] = defaultdict(Counter)
     for example in examples:
         head = _head(example.product)
         for candidate, feature in with_implied.head_candidates(example.raw_name).items():
@@ -113,6 +114,8 @@ def build_lexicon(examples: Sequence[LabeledExample], extra_brands: Iterable[str
             feature_offered[feature] += 1
             feature_chosen[feature] += candidate == head
         category_counts[example.category] += 1
+        if head:
+            head_categories[head][example.category] += 1
         for word in set(tokens(example.raw_name)):
             if len(word) >= 3 and not word.isdigit():
                 word_categories[word][example.category] += 1
@@ -154,5 +157,6 @@ def build_lexicon(examples: Sequence[LabeledExample], extra_brands: Iterable[str
         implied_heads=with_implied.implied_heads,
         category_counts=dict(category_counts),
         word_categories={w: dict(c) for w, c in word_categories.items()},
+        head_categories={h: dict(c) for h, c in head_categories.items()},
         brands=brands,
     )
