@@ -6,7 +6,8 @@ Raw signals (``Signals``), per item:
   probabilities, after the answer constraints and the lexicon's prior, model/answer_constraints.py);
 - category: the probability of the category's tokens;
 - brand: by where the brand came from (``brand_basis``): ``lexicon`` (a known alias printed in the
-  string; the signal is the alias's evidence, model/lexicon.py), ``model`` (the model's brand, grounded;
+  string; the signal is the alias's evidence, model/lexicon.py), ``lexicon_agreed`` (the same, and the model
+  wrote that brand too), ``model`` (the model's brand, grounded;
   its tokens' probability), ``none`` (the model wrote no brand; the probability of that) or ``dropped``
   (the model's brand was not printed in the string and was dropped; its probability).
 A raw probability is not a calibrated one (a small model is sure of wrong answers), so each signal goes
@@ -25,7 +26,7 @@ from pathlib import Path
 
 CALIBRATION_NAME = "calibration.json"
 FORMAT = 1
-BRAND_BASES = ("lexicon", "model", "none", "dropped")
+BRAND_BASES = ("lexicon_agreed", "lexicon", "model", "none", "dropped")
 GROUPS = ("product", "category", *(f"brand:{basis}" for basis in BRAND_BASES))
 
 

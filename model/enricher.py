@@ -8,7 +8,7 @@ from dataclasses import replace
 
 from model.confidence import Calibration, Signals
 from model.generator import GenerationTimeout, Generator, ScoredAnswer, prompts
-from model.lexicon import Lexicon
+from model.lexicon import Lexicon, brand_key
 from model.parser import ParsedAnswer, parse_answer
 from model.prompt import FIELD_SEPARATOR, NO_BRAND
 from schemas.taxonomy import Taxonomy
@@ -81,12 +81,14 @@ class Enricher:
         parsed = parse_answer(answer.text, raw_name, self._taxonomy, self._lexicon)
         if answer.product is None and answer.category is None:
             return parsed
+        fields = answer.text.split(FIELD_SEPARATOR)
+        written = fields[2].strip() if len(fields) > 2 else ""
         known = self._lexicon.brand_in(raw_name) if self._lexicon is not None else None
         if known is not None:
-            basis, brand_signal = "lexicon", known.evidence
+            # The model writing the same brand is evidence of its own: calibrated apart (model/confidence.py).
+            basis = "lexicon_agreed" if brand_key(written) == brand_key(known.brand) else "lexicon"
+            brand_signal = known.evidence
         else:
-            fields = answer.text.split(FIELD_SEPARATOR)
-            written = fields[2].strip() if len(fields) > 2 else ""
             basis = "model" if parsed.brand else ("none" if written in ("", NO_BRAND) else "dropped")
             brand_signal = answer.brand if answer.brand is not None else 0.0
         signals = Signals(answer.product or 0.0, answer.category or 0.0, brand_signal, basis)

@@ -168,7 +168,8 @@ class Lexicon:
 
     # ---------- brands ----------
     def brand_in(self, item: str) -> BrandMatch | None:
-        """The best-evidenced known brand alias printed in the item as whole words, longest first."""
+        """The known brand alias printed in the item as whole words: the one of most words (`галина бланка`
+        over `бланка`), then the best evidenced."""
         words = tokens(item)
         best: BrandMatch | None = None
         for start, end in spans(words):
@@ -177,7 +178,7 @@ class Lexicon:
             if entry is None or len(key) < 2:
                 continue
             match = BrandMatch(entry[0], " ".join(words[start:end]), entry[1], entry[2])
-            if best is None or (match.evidence, len(match.alias)) > (best.evidence, len(best.alias)):
+            if best is None or (end - start, match.evidence, len(match.alias)) > (len(best.alias.split()), best.evidence, len(best.alias)):
                 best = match
         return best
 

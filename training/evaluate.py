@@ -286,7 +286,8 @@ def evaluate_labeled(args: argparse.Namespace, taxonomy: Taxonomy, shots: Sequen
     answers = [gate(a, DEFAULT_THRESHOLDS, taxonomy) for a in ungated]
     predictions = [_prediction(a, a.category.id) for a in answers]
     items = [
-        _item(raw, p, g, real_points(p, g), a.status.value) for raw, p, g, a in zip(raws, predictions, golds, answers)
+        {**_item(raw, p, g, real_points(p, g), a.status.value), "confidence": asdict(u.confidence) if u.confidence else None}
+        for raw, p, g, a, u in zip(raws, predictions, golds, answers, ungated)
     ]
     ungated_points = [real_points(_prediction(a, a.category.id), g) for a, g in zip(ungated, golds)]
     brands, brand_source = rule_brands(args.brand_counts)
