@@ -26,6 +26,19 @@ def create_service_topics(
     )
 
 
+def create_corrections_topics(
+    admin_config: dict[str, object], *, corrections_topic: str, overrides_topic: str, partitions: int
+) -> list[str]:
+    # Compacted: the topic is the current override of every item (a tombstone removes one), read whole by
+    # every worker at start; compaction keeps that read as long as the number of corrected items, not of corrections.
+    return create_topics(
+        admin_config,
+        [corrections_topic, overrides_topic],
+        partitions,
+        configs={overrides_topic: {"cleanup.policy": "compact"}},
+    )
+
+
 def create_topics(
     admin_config: dict[str, object],
     names: list[str],
