@@ -115,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
             settings.admin_config(),
             corrections_topic=settings.corrections_topic,
             overrides_topic=settings.overrides_topic,
+            group_id=settings.group_id,
             partitions=settings.topic_partitions,
         )
     elif args.command == "produce-samples":

@@ -143,6 +143,7 @@ def run_worker(settings: Settings) -> None:
             settings.admin_config(),
             corrections_topic=settings.corrections_topic,
             overrides_topic=settings.overrides_topic,
+            group_id=settings.group_id,
             partitions=settings.topic_partitions,
         )
         taxonomy = load_taxonomy()

@@ -31,29 +31,44 @@ from app.ops.metrics import Metrics
 from app.settings import Settings
 from app.stages.cache import item_digest
 from app.stages.corrections import InvalidCorrection, ItemCorrections, active_override, decode_correction, fold
+from app.kafka.topics import corrections_by_item_topic, corrections_changelog_topic
 from app.stages.dead_letter import dead_letter
 from schemas.taxonomy import Taxonomy
 
 log = logging.getLogger(__name__)
 
+# app/kafka/topics.py names its changelog topic after it.
 TABLE_NAME = "corrections"
 
 
-def by_item_topic(settings: Settings) -> str:
-    return f"{settings.group_id}-corrections-by-item"
+class _OneLine(logging.Filter):
+    """Faust's table recovery logs its offsets as multi-line ASCII tables at INFO; a log collector wants one
+    record per line, so the table's cells are joined into the record's single line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "\n" in message:
+            record.msg, record.args = " ".join(message.split()), None
+        return True
 
 
 def add_corrections(app: faust.App, settings: Settings, taxonomy: Taxonomy, metrics: Metrics) -> None:
     """Add the two agents and the corrections table to the worker's app."""
+    logging.getLogger("faust.tables.recovery").addFilter(_OneLine())
     corrections = app.topic(settings.corrections_topic, key_type=bytes, value_type=bytes, allow_empty=True)
     # The table's partitions are this topic's: Faust writes each change to the changelog partition of
     # the event being processed, so the two must have the same count.
     by_item = app.topic(
-        by_item_topic(settings), key_type=bytes, value_type=bytes, partitions=settings.topic_partitions, internal=True
+        corrections_by_item_topic(settings.group_id), key_type=bytes, value_type=bytes, partitions=settings.topic_partitions, internal=True
     )
     overrides = app.topic(settings.overrides_topic, key_type=bytes, value_type=bytes)
     dead_letters = app.topic(settings.dlq_topic, key_type=bytes, value_type=bytes)
     table = app.Table(TABLE_NAME, partitions=settings.topic_partitions, key_type=bytes, value_type=bytes)
+    if table.changelog_topic.get_topic_name() != corrections_changelog_topic(settings.group_id):
+        raise RuntimeError(
+            f"Faust names the corrections changelog {table.changelog_topic.get_topic_name()!r}, app/kafka/topics.py "
+            f"expects {corrections_changelog_topic(settings.group_id)!r}: align corrections_changelog_topic with this Faust"
+        )
     threshold = settings.corrections_customer_threshold
 
     async def reject(event: EventT, error: InvalidCorrection) -> None:
