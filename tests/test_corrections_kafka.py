@@ -1,4 +1,5 @@
-"""Corrections flow back, against the real broker and the real worker (the real default model).
+"""Corrections flow back, against the real broker: the real worker (the real default model), the backfill
+and the training export as an operator runs them.
 
 Corrections go to the run's corrections topic as the mobile app and the analysts' tool would send them;
 what they change is read where a consumer reads it: the enriched transactions of the next receipts.
@@ -6,8 +7,11 @@ what they change is read where a consumer reads it: the enriched transactions of
 
 from __future__ import annotations
 
+import os
 import random
 import signal
+import subprocess
+import sys
 import uuid
 from datetime import UTC, datetime
 
@@ -17,15 +21,19 @@ from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, Producer, To
 from confluent_kafka.admin import AdminClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.kafka.topics import corrections_by_item_topic, corrections_changelog_topic
+from app import cli
+from app.kafka.topics import corrections_by_item_topic, corrections_changelog_topic, create_topics
+from app.stages.cache import item_digest
 from app.tools.samples import sample_receipt_event
 from harness.http_probe import http_get
-from harness.worker_process import WorkerProcess
-from schemas.events import DeadLetter, EnrichedTransaction, ItemSource, ReceiptEvent
+from harness.worker_process import OFFLINE_ENV, REPO_ROOT, WorkerProcess
+from model.item_key import item_key
+from schemas.events import DeadLetter, EnrichedTransaction, ItemSource, Override, ReceiptEvent
 from schemas.taxonomy import load_taxonomy
+from training.labels import read_rows
 from tests.delivery import Run, TopicReader, read_topic, wait_until
 
-pytestmark = [pytest.mark.integration, pytest.mark.model]
+pytestmark = [pytest.mark.integration]
 
 PARTITIONS = 3
 MILK = "МОЛОКО ПРОСТОКВАШИНО 3,2% 930МЛ"
@@ -122,6 +130,7 @@ def _wait_metric(worker: WorkerProcess, name: str, value: float, timeout_s: floa
     assert worker.running, worker.log_text()[-3000:]
 
 
+@pytest.mark.model
 def test_analyst_fixes_change_the_next_receipts_one_customer_changes_nobody_elses_and_bad_corrections_are_dead_lettered(
     kafka_bootstrap, default_model, tmp_path
 ):
@@ -212,6 +221,7 @@ def _committed_to_the_end(bootstrap: str, group: str, topic: str) -> bool:
     return sum(ends.values()) > 0 and all(committed.get(p, -1) == end for p, end in ends.items() if end > 0)
 
 
+@pytest.mark.model
 def test_a_sigkilled_worker_comes_back_with_every_override_and_every_customer_vote_from_the_changelog(
     kafka_bootstrap, default_model, tmp_path
 ):
@@ -248,4 +258,109 @@ def test_a_sigkilled_worker_comes_back_with_every_override_and_every_customer_vo
     finally:
         if worker.running:
             worker.stop(signal.SIGKILL)
+        scenario.close()
+
+
+def _publish_overrides(scenario: Scenario, overrides: list[tuple[str, Override | None]]) -> None:
+    """Put overrides on the run's overrides topic exactly as the corrections agent does (key: the item key digest)."""
+    for raw_name, override in overrides:
+        value = override.model_dump_json().encode() if override is not None else None
+        scenario.producer.produce(scenario.run.overrides, value, item_digest(raw_name).encode())
+    assert scenario.producer.flush(30) == 0
+
+
+def _override(raw_name: str, fields: dict, basis: str = "analyst") -> Override:
+    return Override(
+        item_key=item_key(raw_name), raw_name=raw_name, fields=fields, basis={f: basis for f in fields}, updated_at=datetime.now(UTC)
+    )
+
+
+def _settings_env(scenario: Scenario) -> dict[str, str]:
+    run = scenario.run
+    return {
+        "ENRICHER_BOOTSTRAP_SERVERS": run.bootstrap,
+        "ENRICHER_INPUT_TOPIC": run.input,
+        "ENRICHER_OUTPUT_TOPIC": run.output,
+        "ENRICHER_DLQ_TOPIC": run.dlq,
+        "ENRICHER_CORRECTIONS_TOPIC": run.corrections,
+        "ENRICHER_OVERRIDES_TOPIC": run.overrides,
+        "ENRICHER_GROUP_ID": run.group,
+    }
+
+
+def test_the_export_writes_the_active_overrides_as_rows_the_training_loader_reads_back(kafka_bootstrap, tmp_path, monkeypatch, capsys):
+    scenario = Scenario(kafka_bootstrap)
+    try:
+        whole = {"normalized_name": "Молоко Простоквашино 3,2% 930 мл", "product": "Молоко", "brand": "Простоквашино", "category_id": "dairy"}
+        _publish_overrides(
+            scenario,
+            [
+                (MILK, _override(MILK, {**whole, "category_id": "beverages"})),
+                (MILK, _override(MILK, whole)),  # the later value of the key is the active one
+                (BREAD, _override(BREAD, {"normalized_name": "Хлеб", "product": "Хлеб", "brand": None, "category_id": "bakery"})),
+                (BREAD, None),  # a tombstone: no override any more
+                (APPLES, _override(APPLES, {"category_id": "fruits_vegetables"}, basis="customers:3")),  # partial, not labelled
+            ],
+        )
+        for name, value in _settings_env(scenario).items():
+            monkeypatch.setenv(name, value)
+        out = tmp_path / "corrections.tsv"
+        assert cli.main(["corrections", "export", "--out", str(out)]) == 0
+        printed = capsys.readouterr().out
+        assert "exported 1 corrected item(s)" in printed and "1 partial override(s) skipped" in printed, printed
+
+        (row,) = read_rows(out)
+        assert (row.source, row.source_id, row.labeller) == ("corrections", item_digest(MILK), "analyst")
+        assert (row.raw_name, row.normalized_name, row.product, row.brand, row.category) == (MILK, *whole.values())
+
+        monkeypatch.setenv("ENRICHER_OVERRIDES_TOPIC", f"missing-{scenario.run.name}")
+        assert cli.main(["corrections", "export", "--out", str(out)]) == 2
+        assert "create-topics" in capsys.readouterr().err
+    finally:
+        scenario.close()
+
+
+@pytest.mark.model
+def test_a_backfill_answers_from_the_overrides_so_history_reflects_them(kafka_bootstrap, default_model, tmp_path):
+    scenario = Scenario(kafka_bootstrap)
+    try:
+        events = [scenario.receipt(MILK, BREAD), scenario.receipt(BREAD), scenario.receipt(APPLES, MILK)]
+        whole = {"normalized_name": "Молоко Простоквашино 3,2% 930 мл", "product": "Молоко", "brand": "Простоквашино", "category_id": "dairy"}
+        _publish_overrides(scenario, [(MILK, _override(MILK, whole)), (BREAD, _override(BREAD, {"category_id": "pets"}, "customers:3"))])
+        backfill_topic = f"backfill-{scenario.run.name}"
+        create_topics({"bootstrap.servers": kafka_bootstrap}, [backfill_topic, f"{backfill_topic}-dlq"], PARTITIONS)
+        env = {
+            **os.environ,
+            **OFFLINE_ENV,
+            **_settings_env(scenario),
+            "ENRICHER_MODEL_BASE_PATH": str(default_model.base),
+            "ENRICHER_MODEL_ADAPTER_PATH": str(default_model.adapter),
+            "ENRICHER_TORCH_THREADS": "1",
+        }
+        offsets = ",".join(f"{p}:0" for p in range(PARTITIONS))
+        job = subprocess.run(
+            [sys.executable, "-m", "app.cli", "backfill", "--from-offsets", offsets, "--output-topic", backfill_topic,
+             "--dlq-topic", f"{backfill_topic}-dlq", "--no-progress"],
+            cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600,
+        )
+        assert job.returncode == 0, job.stderr[-3000:]
+        replayed = {
+            transaction.event_id: {item.raw_name: item for item in transaction.items}
+            for transaction in (
+                EnrichedTransaction.model_validate_json(m.value())
+                for m in read_topic({"bootstrap.servers": kafka_bootstrap}, backfill_topic, len(events), 120)
+            )
+        }
+        assert set(replayed) == set(events)
+        items = [item for receipt in replayed.values() for item in receipt.values()]
+        milk = [item for item in items if item.raw_name == MILK]
+        assert len(milk) == 2 and all(
+            item.source is ItemSource.OVERRIDE and (item.normalized_name, item.product, item.brand, item.category.id) == tuple(whole.values())
+            for item in milk
+        )
+        bread = [item for item in items if item.raw_name == BREAD]
+        assert len(bread) == 2 and all(item.source is ItemSource.OVERRIDE and item.category.id == "pets" for item in bread)
+        (apples,) = [item for item in items if item.raw_name == APPLES]
+        assert apples.source is ItemSource.MODEL
+    finally:
         scenario.close()
