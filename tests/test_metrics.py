@@ -13,7 +13,7 @@ from app.stages.batcher import padded_tokens
 from harness.http_probe import http_get
 from model.enricher import ModelBatchFailed
 from model.parser import ParsedAnswer
-from schemas.events import ItemSource, ItemStatus
+from schemas.events import AuthorKind, ItemSource, ItemStatus
 from schemas.taxonomy import load_taxonomy
 
 TAXONOMY = load_taxonomy()
@@ -232,3 +232,21 @@ def test_the_model_identity_is_exposed_only_once_the_model_is_loaded():
     metrics.model_loaded(base_model="llama", adapter="lora", version="v1", device="cpu")
     labels = (("adapter", "lora"), ("base_model", "llama"), ("device", "cpu"), ("version", "v1"))
     assert _samples(metrics)[("receipt_enricher_model_info", labels)] == 1
+
+
+def test_corrections_are_counted_by_author_and_rejection_kind_and_the_active_overrides_read_at_each_scrape():
+    metrics = Metrics()
+    samples = _samples(metrics)
+    # Known kinds exist at zero before the first correction, so rate() sees the first one.
+    assert samples[("receipt_enricher_corrections_rejected_total", (("kind", "unknown_category"),))] == 0
+    assert samples[("receipt_enricher_corrections_received_total", (("author", "analyst"),))] == 0
+    active = [0]
+    metrics.watch_overrides(lambda: active[0])
+    metrics.correction_received(AuthorKind.CUSTOMER)
+    metrics.correction_received(AuthorKind.CUSTOMER)
+    metrics.correction_rejected("invalid_json")
+    active[0] = 3
+    samples = _samples(metrics)
+    assert samples[("receipt_enricher_corrections_received_total", (("author", "customer"),))] == 2
+    assert samples[("receipt_enricher_corrections_rejected_total", (("kind", "invalid_json"),))] == 1
+    assert samples[("receipt_enricher_corrections_overrides_active", ())] == 3
