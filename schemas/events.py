@@ -272,4 +272,4 @@ class Override(_Output):
     raw_name: str = Field(description="The raw name of the item's latest correction")
     fields: CorrectedFields
     basis: OverrideBasis
-    updated_at: datetime
+    updated_at: datetime = Field(description="When the item's latest correction was made")
