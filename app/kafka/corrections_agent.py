@@ -27,11 +27,11 @@ from datetime import UTC, datetime
 import faust
 from faust.types import EventT
 
+from app.kafka.topics import corrections_by_item_topic, corrections_changelog_topic
 from app.ops.metrics import Metrics
 from app.settings import Settings
 from app.stages.cache import item_digest
 from app.stages.corrections import InvalidCorrection, ItemCorrections, active_override, decode_correction, fold
-from app.kafka.topics import corrections_by_item_topic, corrections_changelog_topic
 from app.stages.dead_letter import dead_letter
 from schemas.taxonomy import Taxonomy
 
@@ -59,7 +59,11 @@ def add_corrections(app: faust.App, settings: Settings, taxonomy: Taxonomy, metr
     # The table's partitions are this topic's: Faust writes each change to the changelog partition of
     # the event being processed, so the two must have the same count.
     by_item = app.topic(
-        corrections_by_item_topic(settings.group_id), key_type=bytes, value_type=bytes, partitions=settings.topic_partitions, internal=True
+        corrections_by_item_topic(settings.group_id),
+        key_type=bytes,
+        value_type=bytes,
+        partitions=settings.topic_partitions,
+        internal=True,
     )
     overrides = app.topic(settings.overrides_topic, key_type=bytes, value_type=bytes)
     dead_letters = app.topic(settings.dlq_topic, key_type=bytes, value_type=bytes)
