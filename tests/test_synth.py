@@ -4,11 +4,11 @@ import re
 
 import pytest
 
+from model.grounding import to_cyrillic, unsupported_words
 from model.parser import parse_answer
 from schemas.events import ItemStatus
 from schemas.taxonomy import load_taxonomy
 from training.catalog import CatalogError, all_brands, load_catalog
-from model.grounding import to_cyrillic
 from training.noise import NoiseConfig
 from training.synth import generate
 
@@ -38,7 +38,13 @@ def test_every_generated_answer_parses_back_to_its_own_fields(examples):
         assert parsed.category.id == example.category
         # The answer is lower case (model/prompt.py); the parser restores display case, which for
         # mixed-case words inside a name (`USB-C`, `Вт`) is lower case: compared without case.
-        assert folded(parsed.normalized_name, parsed.product, parsed.brand) == folded(example.normalized_name, example.product, example.brand)
+        assert folded(parsed.product, parsed.brand) == folded(example.product, example.brand)
+        if not unsupported_words(example.normalized_name, example.raw_name, example.brand)[0]:
+            assert parsed.normalized_name.lower() == example.normalized_name.lower()
+        else:
+            # A catalog name adds words the print lacks (`Напиток энергетический` for `ЭНЕРГЕТИК`, ~1 in 5):
+            # the parser keeps a name that invents nothing (model/parser.py).
+            assert not unsupported_words(parsed.normalized_name, example.raw_name, parsed.brand)[0], (example, parsed)
         assert parsed.product[0].isupper() and (parsed.brand is None or parsed.brand[0].isupper() or not parsed.brand[0].isalpha())
 
 
