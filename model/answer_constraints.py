@@ -11,7 +11,7 @@ is only allowed to write:
 - as the category: one of the taxonomy's names, then the end of the answer.
 Within those, the model's scores get the lexicon's log-prior added, ``PRODUCT_PRIOR_WEIGHT`` times how
 often a candidate was the head noun in training strings, ``CATEGORY_PRIOR_WEIGHT`` times the
-naive-Bayes category prior of the string's words. The bias is spread over a word's tokens (each token adds
+naive-Bayes category prior of the string's words and of the product's head noun the row wrote. The bias is spread over a word's tokens (each token adds
 the change in the best prior still reachable), so a multi-token word gets its full prior once.
 The weights were chosen on the validation split (docs/model.md); the gold split never tuned anything.
 Strings without a Cyrillic word and without an implied head noun leave the product free.
@@ -131,7 +131,7 @@ class AnswerGrammar:
 
     def processor(self, prompts: Sequence[str]) -> AnswerConstraints:
         """The processor for one batch; the caller holds the tokenizer (encoding new words)."""
-        products, categories = [], []
+        products, items = [], []
         for prompt in prompts:
             item = item_text(prompt)
             products.append(
@@ -140,8 +140,8 @@ class AnswerGrammar:
                     for word, feature in sorted(self._lexicon.head_candidates(item).items())
                 )
             )
-            categories.append(item)
-        return AnswerConstraints(self, products, categories)
+            items.append(item)
+        return AnswerConstraints(self, products, items)
 
     def category_trie(self, item: str, product_tokens: Sequence[int]) -> _Trie:
         """The taxonomy's names, weighted by the prior of the string's words and of the product the row wrote."""

@@ -65,9 +65,9 @@ class Enricher:
         try:
             generate_scored = getattr(self._generator, "generate_scored", None)
             if generate_scored is not None:
-                answers = generate_scored(prompts(raw_names))
+                answers: list[ScoredAnswer | str] = generate_scored(prompts(raw_names))
             else:
-                answers = [ScoredAnswer(text, None, None, None) for text in self._generator.generate(prompts(raw_names))]
+                answers = self._generator.generate(prompts(raw_names))
         except Exception as error:
             # Whatever one batch raises (OOM, a kernel error, a tokenizer failing on odd text) stays with
             # that batch: it is split and retried. Escaping, it would fail the take and the worker would
@@ -77,10 +77,12 @@ class Enricher:
             raise ModelBatchFailed(len(raw_names), f"got {len(answers)} answers", "answer_count")
         return [self._parse(answer, name) for answer, name in zip(answers, raw_names)]
 
-    def _parse(self, answer: ScoredAnswer, raw_name: str) -> ParsedAnswer:
+    def _parse(self, answer: ScoredAnswer | str, raw_name: str) -> ParsedAnswer:
+        """A plain text answer (a generator that reports no probabilities) gets no confidence; a scored one
+        always does, a field it lacks counting as probability 0."""
+        if isinstance(answer, str):
+            return parse_answer(answer, raw_name, self._taxonomy, self._lexicon)
         parsed = parse_answer(answer.text, raw_name, self._taxonomy, self._lexicon)
-        if answer.product is None and answer.category is None:
-            return parsed
         fields = answer.text.split(FIELD_SEPARATOR)
         written = fields[2].strip() if len(fields) > 2 else ""
         known = self._lexicon.brand_in(raw_name) if self._lexicon is not None else None

@@ -116,11 +116,11 @@ class BatchGenerator(TokenizingGenerator):
         self._lock = threading.Lock()
 
     def generate(self, prompts: Sequence[str]) -> list[str]:
-        return [answer.text for answer in self.generate_scored(prompts)]
+        return [answer if isinstance(answer, str) else answer.text for answer in self.generate_scored(prompts)]
 
-    def generate_scored(self, prompts: Sequence[str]) -> list[ScoredAnswer]:
+    def generate_scored(self, prompts: Sequence[str]) -> list[ScoredAnswer | str]:
         """Answers with the probabilities of their decisions (model/confidence.py); without the answer
-        grammar (``constrained=False``) the fields cannot be told apart and the probabilities are ``None``."""
+        grammar (``constrained=False``) the fields cannot be told apart: plain answers, no confidence."""
         if not prompts:
             return []
         inputs = self.encode_padded(prompts)
@@ -151,7 +151,7 @@ class BatchGenerator(TokenizingGenerator):
         with self._tokenizer_lock:
             texts = self._tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
         if self._grammar is None or not recorder.steps:
-            return [ScoredAnswer(text, None, None, None) for text in texts]
+            return list(texts)
         probabilities = torch.stack(recorder.steps, dim=1).tolist()
         return [
             ScoredAnswer(text, *self._grammar.field_probabilities(tokens, row_probabilities))

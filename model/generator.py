@@ -38,7 +38,7 @@ class ScoredAnswer:
 class ScoringGenerator(Generator, Protocol):
     """A generator that also reports how sure it was (model/generation.py's static batches)."""
 
-    def generate_scored(self, prompts: Sequence[str]) -> list[ScoredAnswer]: ...
+    def generate_scored(self, prompts: Sequence[str]) -> list[ScoredAnswer | str]: ...
 
 
 # The service counts a batch's prompt tokens in its prepare thread and generates from the same prompts in

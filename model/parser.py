@@ -6,7 +6,7 @@ what went wrong; the caller counts and publishes that status.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from model.grounding import brand_is_grounded, unsupported_words
 from model.casing import restore_case
@@ -31,8 +31,9 @@ class ParsedAnswer:
     status: ItemStatus
     # Calibrated confidence per field (model/confidence.py); None where the generator reports no probabilities.
     confidence: FieldConfidence | None = None
-    # The raw signals behind it: what calibration is fitted on, never published.
-    signals: Signals | None = None
+    # The raw signals behind it: what calibration is fitted on, never published; diagnostics, so two answers
+    # that differ only in the last bits of a probability (batched against alone, merged against not) are equal.
+    signals: Signals | None = field(default=None, compare=False)
 
 
 def _field(parts: list[str], index: int, limit: int) -> str | None:

@@ -32,7 +32,12 @@ def test_evaluation_writes_consistent_json_and_markdown_reports(default_model, t
     assert scores["items"] == len(examples) == 40
     assert scores["category"] == pytest.approx(sum(e["predicted"][3] == e["gold"][3] for e in examples) / 40)
     assert scores["product"] == pytest.approx(sum(e["points"]["product"] for e in examples) / 40)
-    assert scores["parsed"] == pytest.approx(report["statuses"].get("ok", 0) / 40)
+    # A withheld low-confidence field still came from an answer that parsed.
+    assert scores["parsed"] == pytest.approx((report["statuses"].get("ok", 0) + report["statuses"].get("low_confidence", 0)) / 40)
+    confidence = report["confidence"]
+    assert set(confidence["ece"]) == {"product", "brand", "category"}
+    assert all(0 <= row["coverage"] <= 1 and 0 <= row["precision"] <= 1 for curve in confidence["curves"].values() for row in curve)
+    assert all(e["confidence"] is not None for e in examples)
     assert sum(row["support"] for row in report["per_category"].values()) == 40
     assert 0 <= scores["category_macro_f1"] <= 1 and scores["items_per_second"] > 0
     assert report["model"]["adapter"] and report["mode"] == "adapter"

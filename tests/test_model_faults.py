@@ -17,7 +17,7 @@ import torch
 from app.stages.enrichment import enrich_all
 from model.enricher import Enricher
 from model.generation import BatchGenerator
-from model.generator import GenerationTimeout
+from model.generator import GenerationTimeout, ScoredAnswer
 from model.loader import ModelSpec, load_model
 from model.prompt import build_prompt
 from schemas.events import ItemStatus
@@ -51,11 +51,14 @@ class FaultInjector:
         self.calls: list[int] = []
 
     def generate(self, prompts: Sequence[str]) -> list[str]:
+        return [answer if isinstance(answer, str) else answer.text for answer in self.generate_scored(prompts)]
+
+    def generate_scored(self, prompts: Sequence[str]) -> list[ScoredAnswer | str]:
         self.calls.append(len(prompts))
         error = self._fault(prompts)
         if error is not None:
             raise error
-        return self._real.generate(prompts)
+        return self._real.generate_scored(prompts)
 
 
 def _poisoned(prompts: Sequence[str]) -> bool:

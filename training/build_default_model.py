@@ -88,13 +88,22 @@ def write_calibration(base: Path, adapter: Path, validation: list[LabeledExample
 
 def gold_accuracy(base: Path, adapter: Path, gold: list[LabeledExample]) -> dict:
     """The built model on the gold split through the serving loader, generator and parser, real-receipt rules."""
+    from app.stages.confidence_gate import DEFAULT_THRESHOLDS, gate
     from training.scoring import Gold, Prediction, calibration_errors, real_points, real_scores
 
-    parsed, items_per_second = enrich_examples(base, adapter, gold)
-    predictions = [Prediction(p.normalized_name, p.product, p.brand, p.category.id, p.status == "ok") for p in parsed]
+    ungated, items_per_second = enrich_examples(base, adapter, gold)
+    taxonomy = load_taxonomy()
+    # As served: the fields under the default confidence thresholds withheld.
+    parsed = [gate(p, DEFAULT_THRESHOLDS, taxonomy) for p in ungated]
+    predictions = [Prediction(p.normalized_name, p.product, p.brand, p.category.id, p.status in ("ok", "low_confidence")) for p in parsed]
     golds = [Gold(e.normalized_name, e.product, e.brand, e.category) for e in gold]
     scores = real_scores([e.raw_name for e in gold], predictions, golds)
-    confident = [(asdict(p.confidence), real_points(q, g)) for p, q, g in zip(parsed, predictions, golds) if p.confidence is not None]
+    # Calibration is judged on the answers before the thresholds: a withheld field has no right or wrong.
+    confident = [
+        (asdict(p.confidence), real_points(Prediction(p.normalized_name, p.product, p.brand, p.category.id, True), g))
+        for p, g in zip(ungated, golds)
+        if p.confidence is not None
+    ]
     scores.update(calibration_errors([c for c, _ in confident], [r for _, r in confident]))
     return {**{k: round(v, 4) for k, v in scores.items()}, "items_per_second_batch64": round(items_per_second, 1)}
 

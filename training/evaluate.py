@@ -204,7 +204,7 @@ def _prediction(answer: ParsedAnswer, category: str) -> Prediction:
         product=answer.product,
         brand=answer.brand,
         category=category,
-        parsed=answer.status is ItemStatus.OK,
+        parsed=answer.status in (ItemStatus.OK, ItemStatus.LOW_CONFIDENCE),
     )
 
 
