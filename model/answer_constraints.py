@@ -193,21 +193,32 @@ class AnswerConstraints(LogitsProcessor):
         # A row's category trie is built when the row reaches its category, weighted by the product it wrote.
         self._categories: list[_Trie | None] = [None] * len(items)
         self._prompt_length: int | None = None
+        # Per row, read incrementally (one new token per step): its tokens, the field it is in, where that
+        # field started, and where each field started; a full rescan per step cost O(length²) per row.
+        self._tokens: list[list[int]] = [[] for _ in items]
+        self._field = [0] * len(items)
+        self._field_start = [0] * len(items)
+        self._starts: list[dict[int, int]] = [{} for _ in items]
 
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+    def _advance(self, input_ids: torch.LongTensor) -> None:
         if self._prompt_length is None:
             self._prompt_length = input_ids.shape[1]
-        generated = input_ids[:, self._prompt_length :].tolist()
+        new = input_ids[:, self._prompt_length + len(self._tokens[0]) :].tolist() if self._tokens else []
+        for row, tokens in enumerate(new):
+            for token in tokens:
+                self._tokens[row].append(token)
+                if token in self._separators:
+                    self._field[row] += self._separators[token]
+                    self._field_start[row] = len(self._tokens[row])
+                    self._starts[row].setdefault(self._field[row], self._field_start[row])
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        self._advance(input_ids)
         if self._stray:
             # A lone `#` could make a separator the field count below would not see.
             scores[:, self._stray] = float("-inf")
-        for row, tokens in enumerate(generated):
-            field, field_start, starts = 0, 0, {}
-            for position, token in enumerate(tokens):
-                if token in self._separators:
-                    field += self._separators[token]
-                    field_start = position + 1
-                    starts.setdefault(field, field_start)
+        for row, tokens in enumerate(self._tokens):
+            field, field_start, starts = self._field[row], self._field_start[row], self._starts[row]
             if field == PRODUCT_FIELD:
                 trie, end_tokens = self._products[row], self._word_ends
             elif field == CATEGORY_FIELD:

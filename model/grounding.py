@@ -10,6 +10,7 @@ for ``PAMPERS``.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 from rapidfuzz import fuzz
 from rapidfuzz.distance import OSA
@@ -22,12 +23,17 @@ _LATIN_TO_CYRILLIC = [
     ("s", "с"), ("t", "т"), ("u", "у"), ("v", "в"), ("w", "в"), ("y", "и"), ("z", "з"),
 ]
 _PREFIX = 3
+_LATIN = re.compile(r"[a-z]")
 _TYPO_RATIO = 80.0
 
 
+@lru_cache(maxsize=1 << 16)
 def to_cyrillic(text: str) -> str:
     """Latin letters to their usual Cyrillic register spelling, upper case (``Lipton`` → ``ЛИПТОН``)."""
-    out, lower, i = [], text.lower(), 0
+    lower = text.lower()
+    if not _LATIN.search(lower):
+        return lower.upper()  # most spans of a Russian register string: nothing to transliterate
+    out, i = [], 0
     while i < len(lower):
         for latin, cyrillic in _LATIN_TO_CYRILLIC:
             if lower.startswith(latin, i):
