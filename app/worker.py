@@ -7,16 +7,12 @@ import logging
 
 from app.kafka.agent import create_app, run_app
 from app.kafka.consumer_lag import LagPoller
-from app.kafka.corrections_agent import add_corrections
-from app.kafka.overrides_reader import start_overrides
 from app.kafka.publisher import Publisher
-from app.kafka.topics import create_corrections_topics
 from app.ops.health import Health, HealthServer
 from app.ops.metrics import Metrics
 from app.settings import Settings
 from app.stages.batcher import BatchLimits
 from app.stages.cache import AnswerCache, LruStore
-from app.stages.overrides import OverridesView
 from app.stages.pipeline import NO_METRICS, Pipeline, Topics
 from model.enricher import Enricher
 from model.generation import BatchGenerator
@@ -27,7 +23,7 @@ from schemas.taxonomy import Taxonomy, load_taxonomy
 log = logging.getLogger(__name__)
 
 
-def build_pipeline(settings: Settings, metrics: Metrics | None = None, overrides: OverridesView | None = None) -> Pipeline:
+def build_pipeline(settings: Settings, metrics: Metrics | None = None) -> Pipeline:
     # transformers draws a progress bar on stderr while the weights load: raw text in a structured log.
     disable_progress_bar()
     loaded = load_model(
@@ -87,7 +83,6 @@ def build_pipeline(settings: Settings, metrics: Metrics | None = None, overrides
         model_stuck_s=settings.model_stuck_bound_s,
         cache=build_cache(settings, loaded.identity.version, taxonomy),
         thresholds=settings.confidence_thresholds,
-        overrides=overrides,
         metrics=metrics if metrics is not None else NO_METRICS,
         on_close=close_generator,
     )
@@ -139,30 +134,15 @@ def run_worker(settings: Settings) -> None:
     lag = LagPoller(settings.admin_config(), settings.group_id, settings.input_topic, metrics.lag, settings.lag_poll_interval_s)
     lag.start()
     try:
-        # The worker produces overrides and reads them back, so it makes sure the topics exist (idempotent).
-        create_corrections_topics(
-            settings.admin_config(),
-            corrections_topic=settings.corrections_topic,
-            overrides_topic=settings.overrides_topic,
-            group_id=settings.group_id,
-            partitions=settings.topic_partitions,
-        )
-        taxonomy = load_taxonomy()
-        overrides, reader = start_overrides(settings, taxonomy)
+        pipeline = build_pipeline(settings, metrics)
+        freeze_loaded_heap()
+        metrics.watch_model(pipeline.model_watch.busy_s, pipeline.model_watch.stuck)
+        health.model_ready(pipeline.model_watch.stuck)
+        app = create_app(settings, pipeline, health)
         try:
-            metrics.watch_overrides(lambda: len(overrides))
-            pipeline = build_pipeline(settings, metrics, overrides)
-            freeze_loaded_heap()
-            metrics.watch_model(pipeline.model_watch.busy_s, pipeline.model_watch.stuck)
-            health.model_ready(pipeline.model_watch.stuck)
-            app = create_app(settings, pipeline, health)
-            add_corrections(app, settings, taxonomy, metrics)
-            try:
-                run_app(app, settings.log_level)
-            finally:
-                pipeline.close()
+            run_app(app, settings.log_level)
         finally:
-            reader.stop()
+            pipeline.close()
     finally:
         lag.stop()
         server.stop()
