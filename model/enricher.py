@@ -80,12 +80,13 @@ class Enricher:
     def _parse(self, answer: ScoredAnswer | str, raw_name: str) -> ParsedAnswer:
         """A plain text answer (a generator that reports no probabilities) gets no confidence; a scored one
         always does, a field it lacks counting as probability 0."""
+        # Looked up once: the parser takes the brand from it, the confidence its evidence.
+        known = self._lexicon.brand_in(raw_name) if self._lexicon is not None else None
         if isinstance(answer, str):
-            return parse_answer(answer, raw_name, self._taxonomy, self._lexicon)
-        parsed = parse_answer(answer.text, raw_name, self._taxonomy, self._lexicon)
+            return parse_answer(answer, raw_name, self._taxonomy, known)
+        parsed = parse_answer(answer.text, raw_name, self._taxonomy, known)
         fields = answer.text.split(FIELD_SEPARATOR)
         written = fields[2].strip() if len(fields) > 2 else ""
-        known = self._lexicon.brand_in(raw_name) if self._lexicon is not None else None
         if known is not None:
             # The model writing the same brand is evidence of its own: calibrated apart (model/confidence.py).
             basis = "lexicon_agreed" if brand_key(written) == brand_key(known.brand) else "lexicon"

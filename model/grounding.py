@@ -75,7 +75,7 @@ def brand_is_grounded(brand: str, raw_name: str) -> bool:
 _TYPO_MIN_LETTERS = 5
 
 
-def _letter_runs(text: str | None) -> list[str]:
+def letter_runs(text: str | None) -> list[str]:
     # Registers glue units to numbers (``1,93Л``): letters and digits are separate words here.
     return re.findall(r"[a-zа-я]+|[0-9]+", (text or "").lower().replace("ё", "е"))
 
@@ -94,10 +94,10 @@ def _opens(abbreviation: str, word: str) -> bool:
 
 def unsupported_words(normalized_name: str | None, raw_name: str, brand: str | None) -> tuple[list[str], int]:
     """(the words of the name that the string does not support, how many words were judged)."""
-    raw_words = set(_letter_runs(raw_name)) | set(_letter_runs(to_cyrillic(raw_name)))
-    brand_words = set(_letter_runs(brand)) | set(_letter_runs(to_cyrillic(brand or "")))
+    raw_words = set(letter_runs(raw_name)) | set(letter_runs(to_cyrillic(raw_name)))
+    brand_words = set(letter_runs(brand)) | set(letter_runs(to_cyrillic(brand or "")))
     unsupported, judged = [], 0
-    for word in _letter_runs(normalized_name):
+    for word in letter_runs(normalized_name):
         if word.isdigit():
             continue
         judged += 1

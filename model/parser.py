@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from model.grounding import brand_is_grounded, unsupported_words
+from model.grounding import brand_is_grounded, letter_runs, unsupported_words
 from model.casing import restore_case
 from model.confidence import FieldConfidence, Signals
-from model.lexicon import Lexicon
+from model.lexicon import BrandMatch
 from model.product_noun import nominative_head
 from model.prompt import FIELD_SEPARATOR, NO_BRAND, clean_raw_name
 from schemas.events import ItemStatus
@@ -52,19 +52,19 @@ def _grounded_name(normalized: str, raw_name: str, brand: str | None) -> str:
     if not unsupported:
         return normalized
     bad = set(unsupported)
-    kept = [word for word in normalized.split() if not bad & set(unsupported_words(word, raw_name, brand)[0])]
+    kept = [word for word in normalized.split() if not bad & set(letter_runs(word))]
     if judged - len(unsupported) < judged / 2 or not kept:
         return clean_raw_name(raw_name).lower()
     return " ".join(kept)
 
 
-def parse_answer(answer: str, raw_name: str, taxonomy: Taxonomy, lexicon: Lexicon | None = None) -> ParsedAnswer:
+def parse_answer(answer: str, raw_name: str, taxonomy: Taxonomy, known_brand: BrandMatch | None = None) -> ParsedAnswer:
     """Parse ``normalized##product##brand##category``; fields that cannot be trusted fall back.
 
     Fallbacks: the cleaned raw name for the normalized name, no product, no brand, and the
     taxonomy's ``other`` category. A brand the raw string does not support is dropped (see
     model/grounding.py): no brand is a better answer than an invented one. A known brand alias printed
-    in the string (the lexicon, model/lexicon.py) gives the brand in its canonical spelling, whatever the
+    in the string (``known_brand``, the lexicon's match: model/lexicon.py) gives the brand in its canonical spelling, whatever the
     model wrote: the small model misspells brands it reads (`Pamamamam`).
     """
     first_line = answer.strip().split("\n", 1)[0]
@@ -83,9 +83,8 @@ def parse_answer(answer: str, raw_name: str, taxonomy: Taxonomy, lexicon: Lexico
         brand = None
     elif brand == NO_BRAND:
         brand = None
-    known = lexicon.brand_in(raw_name) if lexicon is not None else None
-    if known is not None:
-        brand = known.brand
+    if known_brand is not None:
+        brand = known_brand.brand
     if normalized is not None:
         normalized = _grounded_name(normalized, raw_name, brand)
     category_text = parts[-1] if len(parts) >= _FIELD_COUNT else ""

@@ -127,7 +127,7 @@ def test_a_known_brand_alias_in_the_string_gives_the_canonical_brand_whatever_th
     raw = "ПОДГУЗНИКИ PAMPERS 4 52ШТ"
     misspelled = "подгузники pamamamam 4 52 шт##подгузники##pamamamam##товары для детей"
     assert parse_answer(misspelled, raw, TAXONOMY).brand is None  # ungrounded: dropped
-    assert parse_answer(misspelled, raw, TAXONOMY, lexicon).brand == "Pampers"
+    assert parse_answer(misspelled, raw, TAXONOMY, lexicon.brand_in(raw)).brand == "Pampers"
 
 
 def test_a_name_invents_nothing_words_the_string_does_not_support_go():
