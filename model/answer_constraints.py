@@ -8,9 +8,14 @@ is only allowed to write:
   a known head noun that a printed word abbreviates (``подгуз`` → ``подгузники``), or one a printed word
   implies (``хейнекен`` → ``пиво``): model/lexicon.py, built from the training labels; the rest of the
   product is free;
+- as the brand: "no brand" (``-``), or a span of up to ``MAX_BRAND_WORDS`` consecutive words the string
+  prints, or the canonical spelling of a brand alias the string prints (model/lexicon.py). The model
+  still decides whether there is a brand and where it is; it can no longer misspell it while copying
+  (``PAMPERS`` came out as ``Pamamamam``, ``ПРОСТОКВ`` as ``Простоквоквашино``);
 - as the category: one of the taxonomy's names, then the end of the answer.
 Within those, the model's scores get the lexicon's log-prior added, ``PRODUCT_PRIOR_WEIGHT`` times how
-often a candidate was the head noun in training strings, ``CATEGORY_PRIOR_WEIGHT`` times the
+often a candidate was the head noun in training strings, ``BRAND_PRIOR_WEIGHT`` times how likely the span
+(or "no brand") is the brand from how often its words were brand words, ``CATEGORY_PRIOR_WEIGHT`` times the
 naive-Bayes category prior of the string's words and of the product's head noun the row wrote. The bias is spread over a word's tokens (each token adds
 the change in the best prior still reachable), so a multi-token word gets its full prior once.
 The weights were chosen on the validation split (docs/model.md); the gold split never tuned anything.
@@ -26,8 +31,8 @@ from functools import lru_cache
 import torch
 from transformers import LogitsProcessor
 
-from model.lexicon import Lexicon
-from model.prompt import FIELD_SEPARATOR, PROMPT_PREFIX, PROMPT_SUFFIX
+from model.lexicon import Lexicon, brand_key
+from model.prompt import FIELD_SEPARATOR, NO_BRAND, PROMPT_PREFIX, PROMPT_SUFFIX
 
 PRODUCT_FIELD = 1
 BRAND_FIELD = 2
@@ -36,6 +41,10 @@ CATEGORY_FIELD = 3
 # 2 → (78.9%, -), 3 → (80.3%, 78.1%), 4 → (79.3%, -), 100 (the prior alone decides) → (72.3%, -); category 1.5.
 PRODUCT_PRIOR_WEIGHT = 3.0
 CATEGORY_PRIOR_WEIGHT = 1.5
+# The brand's: 0 / 1 / 2 / 3 / 5 gave validation brand 67.6 / 68.9 / 70.1 / 69.7 / 70.7% (noisy past 2; 5 ran slower).
+BRAND_PRIOR_WEIGHT = 2.0
+# Labelled brands of 4+ words are rare (`Аллея источников` is 2); a longer span is a product description.
+MAX_BRAND_WORDS = 3
 
 
 class _Trie:
@@ -71,6 +80,20 @@ class _Trie:
         return bool(self._complete)
 
 
+def brand_choices(item: str, lexicon: Lexicon) -> tuple[dict[str, float], float]:
+    """What the brand field may hold, with its log-prior (model/lexicon.py brand_log_priors): the item's
+    spans of up to ``MAX_BRAND_WORDS`` words and the canonical spelling of the known brand aliases among
+    them, in the model's lower case; and the log-prior of "no brand"."""
+    priors, none = lexicon.brand_log_priors(item, MAX_BRAND_WORDS)
+    choices = dict(priors)
+    for span, prior in priors.items():
+        known = lexicon.brands.get(brand_key(span))
+        if known is not None:
+            canonical = known[0].lower()
+            choices[canonical] = max(choices.get(canonical, prior), prior)
+    return choices, none
+
+
 def item_text(prompt: str) -> str:
     """The item string inside a serving prompt (model/prompt.py)."""
     start = prompt.find(PROMPT_PREFIX)
@@ -89,6 +112,7 @@ class AnswerGrammar:
         lexicon: Lexicon,
         product_weight: float = PRODUCT_PRIOR_WEIGHT,
         category_weight: float = CATEGORY_PRIOR_WEIGHT,
+        brand_weight: float = BRAND_PRIOR_WEIGHT,
         tokenizer_lock: threading.Lock | None = None,
     ) -> None:
         """``categories``: taxonomy id → name; ``tokenizer_lock``: the lock its other users hold (a fast
@@ -97,11 +121,13 @@ class AnswerGrammar:
         self._tokenizer_lock = tokenizer_lock or threading.Lock()
         self.separators, self.stray = _separator_tokens(tokenizer)
         self.word_ends = _word_end_tokens(tokenizer)
+        self.brand_ends, self.no_brand = _brand_end_tokens(tokenizer)
         self.eos = tokenizer.eos_token_id
         self._categories = {category_id: self.encode(name.lower()) for category_id, name in categories.items()}
         self._lexicon = lexicon
         self._product_weight = product_weight
         self._category_weight = category_weight
+        self._brand_weight = brand_weight
 
     # One grammar per loaded model, kept for the model's life: the cache holding it alive costs nothing.
     @lru_cache(maxsize=1 << 14)
@@ -129,9 +155,10 @@ class AnswerGrammar:
             field += self.separators.get(token, 0)
         return fields.get(PRODUCT_FIELD), fields.get(BRAND_FIELD), fields.get(CATEGORY_FIELD)
 
-    def processor(self, prompts: Sequence[str]) -> AnswerConstraints:
-        """The processor for one batch; the caller holds the tokenizer (encoding new words)."""
-        products, items = [], []
+    def processor(self, prompts: Sequence[str], guard: LogitsProcessor | None = None) -> AnswerConstraints:
+        """The processor for one batch; the caller holds the tokenizer (encoding new words). ``guard``: the
+        repetition guard (model/generation.py), applied here to every row except those the grammar pins."""
+        products, brands, items = [], [], []
         for prompt in prompts:
             item = item_text(prompt)
             products.append(
@@ -140,8 +167,16 @@ class AnswerGrammar:
                     for word, feature in sorted(self._lexicon.head_candidates(item).items())
                 )
             )
+            choices, none = brand_choices(item, self._lexicon)
+            brands.append(
+                _Trie(
+                    [(self.encode(NO_BRAND), self._brand_weight * none)]
+                    + [((token,), self._brand_weight * none) for token in self.no_brand]
+                    + [(self.encode(brand), self._brand_weight * prior) for brand, prior in sorted(choices.items())]
+                )
+            )
             items.append(item)
-        return AnswerConstraints(self, products, items)
+        return AnswerConstraints(self, products, brands, items, guard)
 
     def category_trie(self, item: str, product_tokens: Sequence[int]) -> _Trie:
         """The taxonomy's names, weighted by the prior of the string's words and of the product the row wrote."""
@@ -170,6 +205,20 @@ def _separator_tokens(tokenizer) -> tuple[dict[int, int], list[int]]:
 
 
 @lru_cache(maxsize=4)
+def _brand_end_tokens(tokenizer) -> tuple[frozenset[int], frozenset[int]]:
+    """The tokens that end a written brand (the bare separator) and those that say "no brand" and end the
+    field in one (BPE merges ``-##``)."""
+    ends, no_brand = set(), set()
+    for token in _separator_tokens(tokenizer)[0]:
+        text = tokenizer.decode([token])
+        if text == FIELD_SEPARATOR:
+            ends.add(token)
+        elif text == NO_BRAND + FIELD_SEPARATOR:
+            no_brand.add(token)
+    return frozenset(ends), frozenset(no_brand)
+
+
+@lru_cache(maxsize=4)
 def _word_end_tokens(tokenizer) -> frozenset[int]:
     """Tokens that start with neither a letter nor a digit (a space, a hyphen, a separator): what may follow
     a complete first word. Without them the model glued letters to a right word (``дихлофослофа``)."""
@@ -184,11 +233,18 @@ def _word_end_tokens(tokenizer) -> frozenset[int]:
 class AnswerConstraints(LogitsProcessor):
     """A logits processor for one batch of serving prompts (greedy or sampled, left-padded)."""
 
-    def __init__(self, grammar: AnswerGrammar, products: list[_Trie], items: list[str]) -> None:
+    def __init__(
+        self, grammar: AnswerGrammar, products: list[_Trie], brands: list[_Trie], items: list[str], guard: LogitsProcessor | None = None
+    ) -> None:
         self._grammar = grammar
+        # Not applied where the grammar pins a row to its trie: there every sequence is finite, so nothing can
+        # loop, and a brand that repeats the product (a medicine's name is both) is a repeated 6-gram the
+        # guard would cut short (`тестогенон` → `тестоген`).
+        self._guard = guard
         self._separators, self._stray, self._eos = grammar.separators, grammar.stray, grammar.eos
         self._word_ends = grammar.word_ends
         self._products = products
+        self._brands = brands
         self._items = items
         # A row's category trie is built when the row reaches its category, weighted by the product it wrote.
         self._categories: list[_Trie | None] = [None] * len(items)
@@ -214,13 +270,16 @@ class AnswerConstraints(LogitsProcessor):
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         self._advance(input_ids)
+        out = self._guard(input_ids, scores) if self._guard is not None else scores
         if self._stray:
             # A lone `#` could make a separator the field count below would not see.
-            scores[:, self._stray] = float("-inf")
+            out[:, self._stray] = float("-inf")
         for row, tokens in enumerate(self._tokens):
             field, field_start, starts = self._field[row], self._field_start[row], self._starts[row]
             if field == PRODUCT_FIELD:
                 trie, end_tokens = self._products[row], self._word_ends
+            elif field == BRAND_FIELD:
+                trie, end_tokens = self._brands[row], self._grammar.brand_ends
             elif field == CATEGORY_FIELD:
                 if self._categories[row] is None:
                     end = min((start for f, start in starts.items() if f > PRODUCT_FIELD), default=len(tokens))
@@ -236,13 +295,11 @@ class AnswerConstraints(LogitsProcessor):
                 # A complete first word may go on to a longer candidate or end; after the end the product is free.
                 allowed = allowed | end_tokens
             if not allowed:
-                continue  # off the trie: past the product's first word; never block a row
+                continue  # off the trie: past the product's first word; never block a row (a brand never leaves it)
             ordered = sorted(allowed)
             keep = torch.tensor(ordered, device=scores.device)
-            if torch.isinf(scores[row, keep]).all():
-                continue  # every allowed token is already banned (the repetition guard): leave the row be
             bias = torch.tensor(trie.biases(tokens[field_start:], ordered), device=scores.device, dtype=scores.dtype)
             masked = torch.full_like(scores[row], float("-inf"))
             masked[keep] = scores[row, keep] + bias
-            scores[row] = masked
-        return scores
+            out[row] = masked
+        return out

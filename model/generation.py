@@ -7,7 +7,7 @@ import time
 from collections.abc import Sequence
 
 import torch
-from transformers import LogitsProcessor, LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
+from transformers import LogitsProcessor, LogitsProcessorList, NoRepeatNGramLogitsProcessor, StoppingCriteria, StoppingCriteriaList
 
 from model.answer_constraints import AnswerGrammar
 from model.generator import GenerationTimeout, ScoredAnswer, prompts
@@ -128,15 +128,17 @@ class BatchGenerator(TokenizingGenerator):
         with self._lock, torch.inference_mode():
             # Started inside the lock: time spent waiting for another caller is not this batch's fault.
             deadline = _Deadline(self._max_time_s) if self._max_time_s else None
+            guard = NoRepeatNGramLogitsProcessor(self.no_repeat_ngram_size) if self.no_repeat_ngram_size else None
             with self._tokenizer_lock:
-                processors = LogitsProcessorList([self._grammar.processor(prompts), recorder] if self._grammar else [])
+                # Under the grammar the guard is applied by the grammar's processor, outside the spans it pins.
+                processors = LogitsProcessorList([self._grammar.processor(prompts, guard), recorder] if self._grammar else [])
             output = self._model.generate(
                 **inputs,
                 max_new_tokens=self.max_new_tokens,
                 do_sample=False,
                 num_beams=1,
                 use_cache=True,
-                no_repeat_ngram_size=self.no_repeat_ngram_size,
+                no_repeat_ngram_size=0 if self._grammar else self.no_repeat_ngram_size,
                 pad_token_id=self._tokenizer.pad_token_id,
                 eos_token_id=self._tokenizer.eos_token_id,
                 stopping_criteria=StoppingCriteriaList([deadline] if deadline else []),

@@ -9,7 +9,10 @@ model learns least well:
   and the head nouns that words imply without printing them (`хейнекен` → `пиво`, `т/б` → `бумага`);
 - **categories**: how often each word occurred with each category (a naive-Bayes prior over the taxonomy);
 - **brands**: aliases as registers print them (`сочн дол`, `NESCAFE`, `нескафе`) → canonical spelling,
-  with how often the alias in a string meant that brand.
+  with how often the alias in a string meant that brand; and for brands no label named, how often each
+  printed word was part of the item's brand, smoothed towards its feature (Latin or Cyrillic, known to
+  the dictionary or not, quoted, rank): a Latin word nobody labelled is a brand far more often than a
+  known Russian word.
 The decoder (model/answer_constraints.py) adds these as log-prior biases to the model's own scores;
 the parser (model/parser.py) grounds the brand in the alias table. Measured effects: docs/model.md.
 """
@@ -25,10 +28,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from model.grounding import to_cyrillic
-from model.product_noun import is_noun, nominative_head
+from model.product_noun import dictionary_reading, is_noun, nominative_head
 
 LEXICON_NAME = "lexicon.json"
-FORMAT = 1
+FORMAT = 2
 
 # Words: letters and digits, keeping register abbreviations whole (`т/б`, `ср-во`, `п-ты`, `ш/д`).
 _TOKEN = re.compile(r"[a-zа-я0-9]+(?:[/\-][a-zа-я]+)*")
@@ -43,6 +46,9 @@ _MIN_ABBREVIATION = 3
 _MAX_RANK = 4
 _FEATURE_WEIGHT = 3.0
 MAX_ALIAS_WORDS = 4
+# Brand words split where registers glue words with `/` (`женский/peggy/ph362`), keeping `coca-cola`, `lay's`, `mr.ricco`.
+_BRAND_WORD = re.compile(r"[a-zа-я0-9]+(?:[-'&.][a-zа-я0-9]+)*")
+_QUOTES = "\"«'/(["
 
 
 def fold_text(text: str) -> str:
@@ -70,6 +76,24 @@ def brand_key(text: str) -> str:
     if re.search(r"[a-z]", folded):
         folded = to_cyrillic(folded).lower()
     return re.sub(r"[^0-9а-я]", "", folded.replace("э", "е").replace("й", "и"))
+
+
+def brand_words(text: str) -> list[str]:
+    return _BRAND_WORD.findall(fold_text(text))
+
+
+def brand_word_features(text: str) -> list[tuple[str, str]]:
+    """Each brand word of ``text`` with its feature: script, dictionary reading, digits, quoted, rank."""
+    folded = fold_text(text)
+    found = []
+    for rank, match in enumerate(_BRAND_WORD.finditer(folded)):
+        word = match.group(0)
+        latin = bool(re.search(r"[a-z]", word))
+        reading = "u" if latin or not re.search(r"[а-я]", word) else dictionary_reading(word)
+        quoted = match.start() > 0 and folded[match.start() - 1] in _QUOTES
+        digits = "d" if re.search(r"\d", word) else ""
+        found.append((word, f"{'L' if latin else 'C'}{reading}{digits}{'q' if quoted else ''}{min(rank, 3)}"))
+    return found
 
 
 def spans(words: Sequence[str], longest: int = MAX_ALIAS_WORDS) -> Iterable[tuple[int, int]]:
@@ -106,6 +130,9 @@ class Lexicon:
     head_categories: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
     # brand_key of a printed span → [canonical brand, hits, seen]
     brands: Mapping[str, tuple[str, int, int]] = field(default_factory=dict)
+    # printed brand word → [times it was part of the item's labelled brand, times printed]; the same per feature
+    brand_word_prior: Mapping[str, tuple[int, int]] = field(default_factory=dict)
+    brand_feature_prior: Mapping[str, tuple[int, int]] = field(default_factory=dict)
 
     # ---------- products ----------
     def head_candidates(self, item: str) -> dict[str, str]:
@@ -182,6 +209,30 @@ class Lexicon:
                 best = match
         return best
 
+    def brand_word_probabilities(self, item: str) -> list[tuple[str, float]]:
+        """Each brand word of the item with P(it is part of the item's brand): its own record, smoothed
+        towards its feature's (model/lexicon.py brand_word_features)."""
+        found = []
+        for word, feature in brand_word_features(item):
+            feature_in, feature_seen = self.brand_feature_prior.get(feature, (0, 0))
+            expected = (feature_in + 0.5) / (feature_seen + 1.0)
+            part, printed = self.brand_word_prior.get(word, (0, 0))
+            found.append((word, (part + _FEATURE_WEIGHT * expected) / (printed + _FEATURE_WEIGHT)))
+        return found
+
+    def brand_log_priors(self, item: str, longest: int) -> tuple[dict[str, float], float]:
+        """log P(the brand is this span) for the item's spans of up to ``longest`` words, and log P(no brand),
+        with the words independent: a span's words are brand words and its neighbours are not."""
+        words = self.brand_word_probabilities(item)
+        yes = [math.log(max(p, 1e-6)) for _, p in words]
+        no = [math.log(max(1.0 - p, 1e-6)) for _, p in words]
+        priors: dict[str, float] = {}
+        for start, end in spans([w for w, _ in words], longest):
+            score = sum(yes[start:end]) + (no[start - 1] if start else 0.0) + (no[end] if end < len(words) else 0.0)
+            span = " ".join(w for w, _ in words[start:end])
+            priors[span] = max(priors.get(span, score), score)
+        return priors, sum(no)
+
     # ---------- file ----------
     def to_json(self) -> dict:
         return {
@@ -194,6 +245,8 @@ class Lexicon:
             "word_categories": {k: dict(sorted(v.items())) for k, v in sorted(self.word_categories.items())},
             "head_categories": {k: dict(sorted(v.items())) for k, v in sorted(self.head_categories.items())},
             "brands": {k: list(v) for k, v in sorted(self.brands.items())},
+            "brand_word_prior": {k: list(v) for k, v in sorted(self.brand_word_prior.items())},
+            "brand_feature_prior": {k: list(v) for k, v in sorted(self.brand_feature_prior.items())},
         }
 
     def write(self, directory: Path) -> Path:
@@ -214,6 +267,8 @@ class Lexicon:
             word_categories=document["word_categories"],
             head_categories=document["head_categories"],
             brands={k: (v[0], int(v[1]), int(v[2])) for k, v in document["brands"].items()},
+            brand_word_prior={k: (int(v[0]), int(v[1])) for k, v in document["brand_word_prior"].items()},
+            brand_feature_prior={k: (int(v[0]), int(v[1])) for k, v in document["brand_feature_prior"].items()},
         )
 
 

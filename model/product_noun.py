@@ -50,3 +50,16 @@ def nominative_head(product: str) -> str:
     elif head[0].isupper():
         normal = normal[0].upper() + normal[1:]
     return f"{normal} {rest}" if rest else normal
+
+
+_PROPER = frozenset({"Name", "Surn", "Patr", "Geox", "Orgn", "Trad"})
+
+
+@lru_cache(maxsize=1 << 14)
+def dictionary_reading(word: str) -> str:
+    """How pymorphy3's dictionary reads a Cyrillic word: ``p`` a proper name (a name, a place, a trade
+    mark), ``k`` another word it knows, ``u`` unknown (a made-up or foreign word: often a brand)."""
+    parse = _analyzer().parse(word)[0]
+    if _PROPER & set(parse.tag.grammemes):
+        return "p"
+    return "k" if _analyzer().word_is_known(word) else "u"

@@ -79,6 +79,19 @@ def test_a_word_often_chosen_outranks_a_word_rarely_chosen(lexicon):
     assert lexicon.head_log_prior("сок", candidates["сок"]) > lexicon.head_log_prior("персик", candidates["персик"])
 
 
+def test_brand_word_prior_learns_which_kinds_of_printed_words_are_brands(lexicon):
+    # No label names `хуггис` or `huggies`: an unknown or Latin word is likelier a brand than a dictionary word.
+    words = dict(lexicon.brand_word_probabilities("подгузники huggies 4 хуггис"))
+    assert words["huggies"] > words["подгузники"]
+    assert words["хуггис"] > words["подгузники"]
+    # A span's prior says its words are brand words and its neighbours are not; "no brand" that none is.
+    priors, none = lexicon.brand_log_priors("сыр ламбер 50% вес", 3)
+    assert max(priors, key=priors.get) == "ламбер"
+    assert priors["ламбер"] > priors["сыр ламбер"]
+    assert none < priors["ламбер"]
+    assert lexicon.brand_log_priors("сок яблочный 1л", 3)[1] > lexicon.brand_log_priors("сок яблочный 1л", 3)[0]["яблочный"]
+
+
 def test_category_prior_follows_the_words_seen_with_each_category(lexicon):
     prior = lexicon.category_log_prior("молоко 1л")
     assert max(prior, key=prior.get) == "dairy"

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from rapidfuzz import fuzz
 
-from model.lexicon import Lexicon, brand_key, spans, tokens
+from model.lexicon import Lexicon, brand_key, brand_word_features, spans, tokens
 from training.examples import LabeledExample
 from training.scoring import fold, head_noun
 
@@ -73,6 +73,17 @@ def brand_aliases(raw_name: str, brand: str) -> list[str]:
     return found
 
 
+def brand_word_flags(raw_name: str, brand: str | None) -> list[tuple[str, str, bool]]:
+    """The item's brand words with their features, and whether each prints a word of the labelled brand
+    (as it is, transliterated, or cut: `сочн` of Сочная)."""
+    targets = [brand_key(word) for word in tokens(brand or "")]
+    flagged = []
+    for word, feature in brand_word_features(raw_name):
+        key = brand_key(word)
+        flagged.append((word, feature, bool(key) and any(key == t or (len(key) >= 3 and t.startswith(key)) for t in targets)))
+    return flagged
+
+
 def _head(product: str) -> str:
     return fold(head_noun(product))
 
@@ -120,6 +131,18 @@ def build_lexicon(examples: Sequence[LabeledExample], extra_brands: Iterable[str
             if len(word) >= 3 and not word.isdigit():
                 word_categories[word][example.category] += 1
 
+    # How often each printed word, and each kind of word, was part of the item's brand.
+    word_printed: Counter[str] = Counter()
+    word_in_brand: Counter[str] = Counter()
+    feature_printed: Counter[str] = Counter()
+    feature_in_brand: Counter[str] = Counter()
+    for example in examples:
+        for word, feature, in_brand in brand_word_flags(example.raw_name, example.brand):
+            word_printed[word] += 1
+            word_in_brand[word] += in_brand
+            feature_printed[feature] += 1
+            feature_in_brand[feature] += in_brand
+
     # Brand aliases with their canonical spelling: the labels' most common spelling of the brand.
     spellings: defaultdict[str, Counter[str]] = defaultdict(Counter)
     alias_brand: defaultdict[str, Counter[str]] = defaultdict(Counter)
@@ -159,4 +182,6 @@ def build_lexicon(examples: Sequence[LabeledExample], extra_brands: Iterable[str
         word_categories={w: dict(c) for w, c in word_categories.items()},
         head_categories={h: dict(c) for h, c in head_categories.items()},
         brands=brands,
+        brand_word_prior={w: (word_in_brand[w], n) for w, n in word_printed.items()},
+        brand_feature_prior={f: (feature_in_brand[f], n) for f, n in feature_printed.items()},
     )
