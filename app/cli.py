@@ -6,11 +6,12 @@ import argparse
 import logging
 import sys
 import warnings
+from pathlib import Path
 
 from pydantic import ValidationError
 
 from app.ops.log_redaction import install_log_redaction
-from app.settings import Settings
+from app.settings import REPO_ROOT, Settings
 
 
 def _configure_logging(level: str) -> None:
@@ -33,7 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "lag-exporter", help="serve the group's consumer lag on /metrics (ENRICHER_METRICS_PORT) without consuming"
     )
-    commands.add_parser("create-topics", help="create the input, output and dead-letter topics if missing")
+    commands.add_parser(
+        "create-topics", help="create the input, output, dead-letter, corrections and overrides topics if missing"
+    )
     produce = commands.add_parser("produce-samples", help="put sample receipts on the input topic")
     produce.add_argument("--count", type=int, default=20)
     produce.add_argument("--seed", type=int, default=1)
@@ -48,6 +51,18 @@ def build_parser() -> argparse.ArgumentParser:
     from app.backfill.plan import add_arguments as add_backfill_arguments
 
     add_backfill_arguments(backfill)
+    corrections = commands.add_parser("corrections", help="the corrections flow (docs/corrections.md)")
+    corrections_commands = corrections.add_subparsers(dest="corrections_command", required=True)
+    export = corrections_commands.add_parser(
+        "export", help="write the active overrides as labelled rows in training/labels.py's format (TSV)"
+    )
+    export.add_argument("--out", type=Path, required=True, help="the TSV to write")
+    export.add_argument(
+        "--labels",
+        type=Path,
+        default=REPO_ROOT / "training" / "data" / "labels" / "items.tsv",
+        help="labelled rows that complete partial overrides (fields nobody corrected)",
+    )
     return parser
 
 
@@ -87,13 +102,20 @@ def main(argv: list[str] | None = None) -> int:
             print(f"receipt-enricher lag-exporter: {error.strerror}", file=sys.stderr)
             return 2
     elif args.command == "create-topics":
-        from app.kafka.topics import create_service_topics
+        from app.kafka.topics import create_corrections_topics, create_service_topics
 
         create_service_topics(
             settings.admin_config(),
             input_topic=settings.input_topic,
             output_topic=settings.output_topic,
             dlq_topic=settings.dlq_topic,
+            partitions=settings.topic_partitions,
+        )
+        create_corrections_topics(
+            settings.admin_config(),
+            corrections_topic=settings.corrections_topic,
+            overrides_topic=settings.overrides_topic,
+            group_id=settings.group_id,
             partitions=settings.topic_partitions,
         )
     elif args.command == "produce-samples":
@@ -114,10 +136,11 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "backfill":
         from app.backfill.run import BackfillFailed, run_backfill
         from app.backfill.plan import EXIT_INTERRUPTED, BackfillRefused, request_from_args
+        from app.kafka.overrides_reader import OverridesNotLoaded
 
         try:
             summary = run_backfill(settings, request_from_args(settings, args))
-        except BackfillRefused as error:
+        except (BackfillRefused, OverridesNotLoaded) as error:
             print(f"receipt-enricher backfill: refused: {error}", file=sys.stderr)
             return 2
         except BackfillFailed as error:
@@ -127,6 +150,16 @@ def main(argv: list[str] | None = None) -> int:
         if summary.interrupted:
             print("receipt-enricher backfill: interrupted; run the same command again to resume", file=sys.stderr)
             return EXIT_INTERRUPTED
+    elif args.command == "corrections":
+        from app.kafka.overrides_reader import OverridesNotLoaded
+        from app.tools.corrections import export_corrections
+        from training.labels import LabelError
+
+        try:
+            print(export_corrections(settings, args.out, args.labels))
+        except (OverridesNotLoaded, LabelError) as error:
+            print(f"receipt-enricher corrections export: {error}", file=sys.stderr)
+            return 2
     return 0
 
 

@@ -128,7 +128,17 @@ class Settings(BaseSettings):
     min_brand_confidence: float = Field(default=DEFAULT_THRESHOLDS.brand, ge=0, le=1)
     min_category_confidence: float = Field(default=DEFAULT_THRESHOLDS.category, ge=0, le=1)
 
-    # Faust keeps per-app state here (this service has no tables, but Faust creates the folder).
+    # Corrections (docs/corrections.md): customers' and analysts' fixes, folded per item into a Faust table;
+    # the active overrides go to a compacted topic that every worker and backfill reads in full.
+    corrections_topic: str = "transactions.corrections"
+    overrides_topic: str = "transactions.overrides"
+    # Distinct customers who must propose the same value for a field before it changes everyone's answer;
+    # at least 2, so one customer can never relabel an item for everyone. An analyst's fix applies at once.
+    corrections_customer_threshold: int = Field(default=3, ge=2)
+    # The worker reads the whole overrides topic before its first take; a topic it cannot read this long fails the start.
+    overrides_load_timeout_s: float = Field(default=120.0, gt=0)
+
+    # Faust keeps per-app state here (the corrections table's local copy; the changelog topic is the truth).
     state_dir: Path = REPO_ROOT / ".local" / "faust"
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -7,12 +7,16 @@ import logging
 
 from app.kafka.agent import create_app, run_app
 from app.kafka.consumer_lag import LagPoller
+from app.kafka.corrections_agent import add_corrections
+from app.kafka.overrides_reader import start_overrides
 from app.kafka.publisher import Publisher
+from app.kafka.topics import create_corrections_topics
 from app.ops.health import Health, HealthServer
 from app.ops.metrics import Metrics
 from app.settings import Settings
 from app.stages.batcher import BatchLimits
 from app.stages.cache import AnswerCache, LruStore
+from app.stages.overrides import OverridesView
 from app.stages.pipeline import NO_METRICS, Pipeline, Topics
 from model.enricher import Enricher
 from model.generation import BatchGenerator
@@ -23,7 +27,7 @@ from schemas.taxonomy import Taxonomy, load_taxonomy
 log = logging.getLogger(__name__)
 
 
-def build_pipeline(settings: Settings, metrics: Metrics | None = None) -> Pipeline:
+def build_pipeline(settings: Settings, metrics: Metrics | None = None, overrides: OverridesView | None = None) -> Pipeline:
     # transformers draws a progress bar on stderr while the weights load: raw text in a structured log.
     disable_progress_bar()
     loaded = load_model(
@@ -83,6 +87,7 @@ def build_pipeline(settings: Settings, metrics: Metrics | None = None) -> Pipeli
         model_stuck_s=settings.model_stuck_bound_s,
         cache=build_cache(settings, loaded.identity.version, taxonomy),
         thresholds=settings.confidence_thresholds,
+        overrides=overrides,
         metrics=metrics if metrics is not None else NO_METRICS,
         on_close=close_generator,
     )
@@ -134,15 +139,30 @@ def run_worker(settings: Settings) -> None:
     lag = LagPoller(settings.admin_config(), settings.group_id, settings.input_topic, metrics.lag, settings.lag_poll_interval_s)
     lag.start()
     try:
-        pipeline = build_pipeline(settings, metrics)
-        freeze_loaded_heap()
-        metrics.watch_model(pipeline.model_watch.busy_s, pipeline.model_watch.stuck)
-        health.model_ready(pipeline.model_watch.stuck)
-        app = create_app(settings, pipeline, health)
+        # The worker produces overrides and reads them back, so it makes sure the topics exist (idempotent).
+        create_corrections_topics(
+            settings.admin_config(),
+            corrections_topic=settings.corrections_topic,
+            overrides_topic=settings.overrides_topic,
+            group_id=settings.group_id,
+            partitions=settings.topic_partitions,
+        )
+        taxonomy = load_taxonomy()
+        overrides, reader = start_overrides(settings, taxonomy)
         try:
-            run_app(app, settings.log_level)
+            metrics.watch_overrides(lambda: len(overrides))
+            pipeline = build_pipeline(settings, metrics, overrides)
+            freeze_loaded_heap()
+            metrics.watch_model(pipeline.model_watch.busy_s, pipeline.model_watch.stuck)
+            health.model_ready(pipeline.model_watch.stuck)
+            app = create_app(settings, pipeline, health)
+            add_corrections(app, settings, taxonomy, metrics)
+            try:
+                run_app(app, settings.log_level)
+            finally:
+                pipeline.close()
         finally:
-            pipeline.close()
+            reader.stop()
     finally:
         lag.stop()
         server.stop()

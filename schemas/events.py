@@ -1,4 +1,4 @@
-"""Event contracts: the input receipt, the enriched transaction and the dead letter.
+"""Event contracts: the input receipt, the enriched transaction, the dead letter, the correction and the override.
 
 The published JSON Schema files in ``schemas/jsonschema/`` are generated from these models
 (``python -m schemas.publish``) and a test keeps the two in agreement.
@@ -11,7 +11,9 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from typing_extensions import TypedDict  # pydantic needs it on Python < 3.12 (requires-python is 3.11)
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, with_config
 
 SCHEMA_VERSION = 1
 # FNS allows 128 characters per item name; the margin tolerates odd registers, anything longer is refused.
@@ -97,6 +99,14 @@ class ItemStatus(StrEnum):
     LOW_CONFIDENCE = "low_confidence"
 
 
+class ItemSource(StrEnum):
+    """Where an item's answer came from: an active override, the answer cache, or the model in this take."""
+
+    OVERRIDE = "override"
+    CACHE = "cache"
+    MODEL = "model"
+
+
 class _Output(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -137,6 +147,8 @@ class EnrichedItem(_Output):
     # Additive: absent (null) when the model reports no probabilities (continuous batching, a cached answer
     # from before this field existed).
     confidence: Confidence | None = None
+    # Optional only so records written before the field existed still read; every new record has it.
+    source: ItemSource | None = Field(default=None, description="override, cache or model")
 
 
 class ReceiptSummary(_Output):
@@ -185,3 +197,95 @@ class DeadLetter(_Output):
     original_key_b64: str | None
     original_value_b64: str | None
     failed_at: datetime
+
+
+# ---- corrections (docs/corrections.md) ----------------------------------------------------------
+
+# Mirrors model/parser.py's limits (schemas must not import the model package).
+MAX_NORMALIZED_NAME_CHARS = 256
+MAX_FIELD_CHARS = 80
+# "##" separates the model's answer fields; tabs and line breaks would break the training TSV.
+_FORBIDDEN_IN_FIELDS = re.compile(r"##|[\x00-\x1f\x7f\u2028\u2029]")
+
+
+def _plain_text(value: str) -> str:
+    if _FORBIDDEN_IN_FIELDS.search(value):
+        raise ValueError("a corrected field may not contain '##', tabs, line breaks or other control characters")
+    if value != value.strip():
+        raise ValueError("a corrected field may not start or end with spaces")
+    if _LETTER_OR_DIGIT.search(value) is None:
+        raise ValueError("a corrected field needs a letter or digit")
+    return value
+
+
+NormalizedNameText = Annotated[str, Field(min_length=1, max_length=MAX_NORMALIZED_NAME_CHARS), AfterValidator(_plain_text)]
+FieldText = Annotated[str, Field(min_length=1, max_length=MAX_FIELD_CHARS), AfterValidator(_plain_text)]
+CORRECTABLE_FIELDS = ("normalized_name", "product", "brand", "category_id")
+
+
+@with_config(ConfigDict(extra="forbid", json_schema_extra={"minProperties": 1}))
+class CorrectedFields(TypedDict, total=False):
+    """The fields a person set. A field left out is not corrected; ``brand: null`` means "no brand"."""
+
+    normalized_name: NormalizedNameText
+    product: FieldText
+    brand: FieldText | None
+    category_id: Annotated[str, Field(min_length=1, max_length=64, description="A category id of schemas/taxonomy.json")]
+
+
+class AuthorKind(StrEnum):
+    CUSTOMER = "customer"
+    ANALYST = "analyst"
+
+
+class _Correction(BaseModel):
+    # Strict and closed: a correction changes answers for others, so nothing unexpected is accepted.
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class CorrectionAuthor(_Correction):
+    kind: AuthorKind
+    id: str = Field(
+        min_length=1, max_length=128, description="A customer's pseudonym (never the client id) or an analyst's staff id"
+    )
+
+
+def _something_corrected(fields: CorrectedFields) -> CorrectedFields:
+    if not fields:
+        raise ValueError("no field is corrected: give at least one of " + ", ".join(CORRECTABLE_FIELDS))
+    return fields
+
+
+class CorrectionEvent(_Correction):
+    """Event on topic ``transactions.corrections``: a person's fix of one line item of an enriched receipt."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    correction_id: str = Field(min_length=1, max_length=128)
+    event_id: str = Field(min_length=1, max_length=128, description="The receipt's event id")
+    position: int = Field(ge=1, le=MAX_ITEMS_PER_RECEIPT, description="1-based position of the line in the receipt")
+    raw_name: ItemName
+    fields: Annotated[CorrectedFields, AfterValidator(_something_corrected)]
+    author: CorrectionAuthor
+    corrected_at: datetime
+
+
+@with_config(ConfigDict(extra="forbid"))
+class OverrideBasis(TypedDict, total=False):
+    """Per overridden field, who decided it: ``analyst`` or ``customers:N`` (N distinct customers agreed)."""
+
+    normalized_name: str
+    product: str
+    brand: str
+    category_id: str
+
+
+class Override(_Output):
+    """Value on the compacted topic ``transactions.overrides``, keyed by the item's key digest; a tombstone
+    (null value) means the item has no override any more."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    item_key: str = Field(description="model/item_key.py's key of the item")
+    raw_name: str = Field(description="The raw name of the item's latest correction")
+    fields: CorrectedFields
+    basis: OverrideBasis
+    updated_at: datetime = Field(description="When the item's latest correction was made")

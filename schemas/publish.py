@@ -10,7 +10,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from schemas.events import DeadLetter, EnrichedTransaction, ReceiptEvent
+from schemas.events import CorrectionEvent, DeadLetter, EnrichedTransaction, Override, ReceiptEvent
 
 SCHEMA_DIR = Path(__file__).with_name("jsonschema")
 
@@ -19,6 +19,8 @@ PUBLISHED: tuple[tuple[str, type[BaseModel], str], ...] = (
     ("receipt-event.schema.json", ReceiptEvent, "validation"),
     ("enriched-transaction.schema.json", EnrichedTransaction, "serialization"),
     ("dead-letter.schema.json", DeadLetter, "serialization"),
+    ("correction-event.schema.json", CorrectionEvent, "validation"),
+    ("override.schema.json", Override, "serialization"),
 )
 
 

@@ -17,7 +17,7 @@ import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, ConsumerGroupTopicPartitions, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from app.kafka.topics import create_service_topics
+from app.kafka.topics import create_corrections_topics, create_service_topics
 from app.tools.samples import load_item_names, sample_receipt_event
 from harness.worker_process import WorkerProcess
 
@@ -97,6 +97,14 @@ class Run:
         return f"dlq-{self.name}"
 
     @property
+    def corrections(self) -> str:
+        return f"corrections-{self.name}"
+
+    @property
+    def overrides(self) -> str:
+        return f"overrides-{self.name}"
+
+    @property
     def group(self) -> str:
         return f"enricher-{self.name}"
 
@@ -108,6 +116,13 @@ class Run:
             dlq_topic=self.dlq,
             partitions=self.partitions,
         )
+        create_corrections_topics(
+            {"bootstrap.servers": self.bootstrap},
+            corrections_topic=self.corrections,
+            overrides_topic=self.overrides,
+            group_id=self.group,
+            partitions=self.partitions,
+        )
 
     def worker(self, model, log_path: Path, module: str = "app.cli", **settings: object) -> WorkerProcess:
         env = {
@@ -115,7 +130,12 @@ class Run:
             "ENRICHER_INPUT_TOPIC": self.input,
             "ENRICHER_OUTPUT_TOPIC": self.output,
             "ENRICHER_DLQ_TOPIC": self.dlq,
+            # Topics of this run only: the session's broker is shared, and an override is everyone's answer.
+            "ENRICHER_CORRECTIONS_TOPIC": self.corrections,
+            "ENRICHER_OVERRIDES_TOPIC": self.overrides,
             "ENRICHER_GROUP_ID": self.group,
+            # The worker creates the corrections table's internal topics with this count, as create_topics does.
+            "ENRICHER_TOPIC_PARTITIONS": str(self.partitions),
             "ENRICHER_MODEL_BASE_PATH": str(model.base),
             "ENRICHER_MODEL_ADAPTER_PATH": str(model.adapter),
             # A killed member's partitions move after the session timeout; 10 s keeps five kills affordable.

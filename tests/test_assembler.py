@@ -11,6 +11,7 @@ from schemas.events import (
     CategoryRef,
     EnrichedItem,
     EnrichedTransaction,
+    ItemSource,
     ItemStatus,
     ModelIdentity,
     ReceiptEvent,
@@ -28,11 +29,12 @@ def _with_names(event: ReceiptEvent, names: list[str]) -> ReceiptEvent:
     return event.model_copy(update={"receipt": event.receipt.model_copy(update={"items": items})})
 
 
-def _encode(event: ReceiptEvent, answers, model=IDENTITY, enriched_at=None) -> bytes:
-    return encode_transaction(event, answers, model, enriched_at or datetime.now(UTC))
+def _encode(event: ReceiptEvent, answers, model=IDENTITY, enriched_at=None, sources=None) -> bytes:
+    sources = sources if sources is not None else {name: ItemSource.MODEL for name in answers}
+    return encode_transaction(event, answers, model, enriched_at or datetime.now(UTC), sources)
 
 
-def _through_the_contract(event: ReceiptEvent, answers, model: ModelIdentity, enriched_at: datetime) -> bytes:
+def _through_the_contract(event: ReceiptEvent, answers, model: ModelIdentity, enriched_at: datetime, sources) -> bytes:
     """The same transaction built field by field through the pydantic output models."""
     receipt = event.receipt
     items = []
@@ -43,6 +45,7 @@ def _through_the_contract(event: ReceiptEvent, answers, model: ModelIdentity, en
                 position=position, raw_name=item.name, price=item.price, quantity=item.quantity, sum=item.sum,
                 normalized_name=answer.normalized_name, product=answer.product, brand=answer.brand,
                 category=CategoryRef(id=answer.category.id, name=answer.category.name), status=answer.status,
+                source=sources[item.name],
             )
         )
     summary = ReceiptSummary(
@@ -102,10 +105,20 @@ def test_the_bytes_are_exactly_what_the_pydantic_contract_serializes(received_at
                 category=rng.choice(taxonomy_categories),
                 status=rng.choice(list(ItemStatus)),
             )
+        sources = {name: rng.choice(list(ItemSource)) for name in answers}
         enriched_at = datetime(2026, 12, 1, 10, 0, 1, rng.randrange(10**6), tzinfo=UTC)
-        ours = _encode(event, answers, model, enriched_at)
-        assert ours == _through_the_contract(event, answers, model, enriched_at)
+        ours = _encode(event, answers, model, enriched_at, sources)
+        assert ours == _through_the_contract(event, answers, model, enriched_at, sources)
         assert orjson.loads(ours)["items"][0]["position"] == 1
+
+
+def test_every_item_says_where_its_answer_came_from():
+    names = ["ХЛЕБ БОРОД 300Г", "СОК СОЧН ДОЛ ПЕРСИК ЯБЛ 1,93Л", "БАНАНЫ ВЕС"]
+    event = _with_names(sample_receipt_event(random.Random(3), names, 0, max_items=1), names)
+    answers = {n: parse_answer(f"{n.title()}##{n.split()[0].title()}##-##Другое", n, TAXONOMY) for n in names}
+    sources = dict(zip(names, [ItemSource.OVERRIDE, ItemSource.CACHE, ItemSource.MODEL]))
+    enriched = EnrichedTransaction.model_validate_json(_encode(event, answers, sources=sources))
+    assert [item.source for item in enriched.items] == [ItemSource.OVERRIDE, ItemSource.CACHE, ItemSource.MODEL]
 
 
 def test_an_item_without_an_answer_is_a_key_error_not_a_silent_gap():

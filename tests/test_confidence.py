@@ -22,7 +22,7 @@ from model.confidence import (
     read_calibration,
 )
 from model.parser import ParsedAnswer
-from schemas.events import EnrichedTransaction, ItemStatus, ModelIdentity
+from schemas.events import EnrichedTransaction, ItemSource, ItemStatus, ModelIdentity
 from schemas.taxonomy import load_taxonomy
 from training.scoring import keep_curve
 
@@ -100,7 +100,8 @@ def test_output_contract_round_trip_with_confidence():
     event = sample_receipt_event(random.Random(1), ["Т/БУМАГА ZEWA 8РУЛ"], 0, max_items=1)
     name = event.receipt.items[0].name
     gated = gate(answer(), ConfidenceThresholds(brand=0.5), TAXONOMY)
-    data = encode_transaction(event, {name: gated}, ModelIdentity(base_model="b", adapter=None, version="v"), datetime.now(UTC))
+    identity = ModelIdentity(base_model="b", adapter=None, version="v")
+    data = encode_transaction(event, {name: gated}, identity, datetime.now(UTC), {name: ItemSource.MODEL})
     item = EnrichedTransaction.model_validate_json(data).items[0]
     assert item.confidence.model_dump() == {"product": 0.9, "brand": 0.4, "category": 0.8}
     assert item.brand is None and item.status == "low_confidence"
@@ -112,3 +113,12 @@ def test_keep_curve_trades_coverage_for_precision():
     curve = {row["threshold"]: row for row in keep_curve(confidences, right, [True] * 4, (0.0, 0.5, 0.9))}
     assert (curve[0.0]["coverage"], curve[0.0]["precision"]) == (1.0, 0.5)
     assert (curve[0.9]["coverage"], curve[0.9]["precision"]) == (0.5, 1.0)
+
+
+def test_a_field_people_corrected_is_never_withheld_for_the_models_doubt():
+    from app.stages.overrides import ItemOverride
+
+    override = ItemOverride(fields=frozenset({"brand"}), normalized_name=None, product=None, brand="Zewa", category=None)
+    corrected = override.over(answer(confidence=FieldConfidence(0.9, 0.1, 0.8)))
+    assert corrected.confidence == FieldConfidence(0.9, 1.0, 0.8)
+    assert gate(corrected, ConfidenceThresholds(brand=0.5), TAXONOMY).brand == "Zewa"

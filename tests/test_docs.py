@@ -6,8 +6,8 @@ Each line of a fenced ```bash / ```sh / ```shell block is one command (continuat
   - `bash SCRIPT ...`: the script exists and has a `case` label for every `--flag` given to it;
   - `python -m MODULE ...` (also `.venv/bin/python`): a module of this repository; its `--flag`s are given to
     `add_argument` in its source or, failing that, listed by its own `--help` (run once, in a subprocess);
-  - `receipt-enricher SUBCOMMAND ...` (the console script of app.cli): the subcommand and its flags exist in
-    the real argparse parser;
+  - `receipt-enricher SUBCOMMAND ...` (the console script of app.cli): the subcommand (nested ones too:
+    `corrections export`) and its flags exist in the real argparse parser;
   - `deepspeed SCRIPT.py ...`: the script exists and the flags after it are its module's, checked as above.
 Any word that looks like a path into the repository (`deploy/...`, `training/...`) must exist. Links between
 the pages must resolve, anchors included.
@@ -167,13 +167,19 @@ def _help_flags(module: str) -> frozenset[str]:
 
 @functools.cache
 def _cli_subcommands() -> dict[str, frozenset[str]]:
-    """receipt-enricher's subcommands and the option strings of each, from the real parser."""
-    parser = build_parser()
-    (subparsers,) = [action for action in parser._actions if isinstance(action, argparse._SubParsersAction)]
-    return {
-        name: frozenset(option for action in sub._actions for option in action.option_strings)
-        for name, sub in subparsers.choices.items()
-    }
+    """receipt-enricher's subcommands and the option strings of each, from the real parser; a nested one
+    (``corrections export``) under its words joined by a space."""
+    found: dict[str, frozenset[str]] = {}
+
+    def walk(parser: argparse.ArgumentParser, prefix: str) -> None:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    found[prefix + name] = frozenset(option for a in sub._actions for option in a.option_strings)
+                    walk(sub, f"{prefix}{name} ")
+
+    walk(build_parser(), "")
+    return found
 
 
 # ---- the checks ----------------------------------------------------------------------------------------------
@@ -203,6 +209,8 @@ def _check_receipt_enricher(command: Command, args: tuple[str, ...]) -> None:
     subcommands = _cli_subcommands()
     assert args, f"{command}\n  receipt-enricher needs a subcommand: {sorted(subcommands)}"
     name, rest = args[0], args[1:]
+    if rest and f"{name} {rest[0]}" in subcommands:
+        name, rest = f"{name} {rest[0]}", rest[1:]
     assert name in subcommands, f"{command}\n  receipt-enricher has no subcommand {name!r}: {sorted(subcommands)}"
     _check_flags(command, _flags(rest), subcommands[name], f"receipt-enricher {name}")
 

@@ -87,3 +87,28 @@ def test_a_baseline_prompt_longer_than_the_context_stops_with_advice(default_mod
     assert result.returncode != 0
     assert "--no-category-list" in result.stderr
     assert not (tmp_path / "zero.json").exists()
+
+
+def test_the_model_is_scored_against_the_corrections_export(default_model, tmp_path):
+    """``--labels`` reads the export's format: how often the current model still disagrees with what people fixed."""
+    from training.corrections import GUIDELINE, SOURCE
+    from training.labels import LabeledRow, is_gold, write_rows
+
+    fixed = [
+        ("МОЛОКО ПРОСТОКВАШИНО 3,2% 930МЛ", "Молоко Простоквашино 3,2% 930 мл", "Молоко", "Простоквашино", "dairy"),
+        ("ХЛЕБ БОРОДИНСКИЙ НАРЕЗ 300Г", "Хлеб Бородинский нарезка 300 г", "Хлеб", None, "pets"),  # a fix the model will not guess
+    ]
+    rows = [
+        LabeledRow(SOURCE, f"id{i}", raw, name, product, brand, category, "analyst", GUIDELINE, "gold" if is_gold(raw) else "train")
+        for i, (raw, name, product, brand, category) in enumerate(fixed)
+    ]
+    write_rows(tmp_path / "corrections.tsv", rows)
+    _evaluate(
+        "--base", str(default_model.base), "--adapter", str(default_model.adapter),
+        "--labels", str(tmp_path / "corrections.tsv"), "--out", str(tmp_path / "overrides"),
+    )
+    report = json.loads((tmp_path / "overrides.json").read_text(encoding="utf-8"))
+    assert report["data"]["path"] == str(tmp_path / "corrections.tsv") and report["scores"]["items"] == 2
+    assert [e["gold"][3] for e in report["examples"]] == ["dairy", "pets"]
+    assert report["scores"]["category"] == pytest.approx(sum(e["predicted"][3] == e["gold"][3] for e in report["examples"]) / 2)
+    assert report["scores"]["category"] <= 0.5  # nothing in its training says bread is pet food

@@ -22,7 +22,7 @@ from app.stages.enrichment import fallback_answer
 from app.stages.validation import MAX_EVENT_BYTES, InvalidEvent, decode_event
 from app.tools.samples import load_item_names, sample_receipt_event
 from model.prompt import FIELD_SEPARATOR, MAX_RAW_CHARS, PROMPT_SUFFIX, build_prompt, clean_raw_name
-from schemas.events import MAX_KOPECKS, DeadLetter, EnrichedTransaction, ModelIdentity
+from schemas.events import MAX_KOPECKS, DeadLetter, EnrichedTransaction, ItemSource, ModelIdentity
 from schemas.taxonomy import load_taxonomy
 
 TAXONOMY = load_taxonomy()
@@ -64,7 +64,8 @@ def route(value: bytes) -> str:
         assert FIELD_SEPARATOR not in text and "\n" not in text and len(text) <= MAX_RAW_CHARS
         assert prompt.endswith(PROMPT_SUFFIX) and prompt.count("\n") == 1
     answers = {item.name: fallback_answer(item.name, TAXONOMY) for item in event.receipt.items}
-    EnrichedTransaction.model_validate_json(encode_transaction(event, answers, IDENTITY, NOW))
+    sources = {item.name: ItemSource.MODEL for item in event.receipt.items}
+    EnrichedTransaction.model_validate_json(encode_transaction(event, answers, IDENTITY, NOW, sources))
     return "valid"
 
 

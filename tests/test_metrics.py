@@ -13,7 +13,7 @@ from app.stages.batcher import padded_tokens
 from harness.http_probe import http_get
 from model.enricher import ModelBatchFailed
 from model.parser import ParsedAnswer
-from schemas.events import ItemStatus
+from schemas.events import AuthorKind, ItemSource, ItemStatus
 from schemas.taxonomy import load_taxonomy
 
 TAXONOMY = load_taxonomy()
@@ -34,14 +34,16 @@ def _samples(metrics: Metrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], 
 
 
 def test_items_by_source_counts_repeats_as_answered_without_the_model_and_failures_as_fallback():
-    texts = ["a", "a", "b", "c", "d", "d"]
-    answers = {"a": _answer(), "b": _answer(), "c": _answer(), "d": _answer(ItemStatus.MODEL_ERROR)}
-    # The model generated "a" and "b"; "c" came from the cache; "d" failed.
-    assert items_by_source(texts, answers, generated=2) == {"model": 2, "cache": 2, "fallback": 2}
+    texts = ["a", "a", "b", "c", "d", "d", "e"]
+    answers = {"a": _answer(), "b": _answer(), "c": _answer(), "d": _answer(ItemStatus.MODEL_ERROR), "e": _answer()}
+    sources = {"a": ItemSource.MODEL, "b": ItemSource.MODEL, "c": ItemSource.CACHE, "d": ItemSource.MODEL, "e": ItemSource.OVERRIDE}
+    # The model generated "a" and "b"; "c" came from the cache; "d" failed; an override answered "e".
+    assert items_by_source(texts, answers, sources, generated=2) == {"model": 2, "cache": 2, "override": 1, "fallback": 2}
 
 
 def test_items_by_source_never_counts_more_model_items_than_line_items():
-    assert items_by_source(["a"], {"a": _answer()}, generated=3) == {"model": 1, "cache": 0, "fallback": 0}
+    counted = items_by_source(["a"], {"a": _answer()}, {"a": ItemSource.MODEL}, generated=3)
+    assert counted == {"model": 1, "cache": 0, "override": 0, "fallback": 0}
 
 
 @pytest.mark.parametrize(
@@ -99,6 +101,7 @@ def test_a_published_take_is_counted_by_kind_source_status_and_latency():
         timestamps_ms=[1_000_000, 1_002_000, None],
         texts=["a", "a", "b"],
         answers={"a": _answer(), "b": _answer(ItemStatus.MALFORMED_ANSWER)},
+        sources={"a": ItemSource.MODEL, "b": ItemSource.MODEL},
         generated=2,
         enriched=2,
         dead_letters=1,
@@ -229,3 +232,21 @@ def test_the_model_identity_is_exposed_only_once_the_model_is_loaded():
     metrics.model_loaded(base_model="llama", adapter="lora", version="v1", device="cpu")
     labels = (("adapter", "lora"), ("base_model", "llama"), ("device", "cpu"), ("version", "v1"))
     assert _samples(metrics)[("receipt_enricher_model_info", labels)] == 1
+
+
+def test_corrections_are_counted_by_author_and_rejection_kind_and_the_active_overrides_read_at_each_scrape():
+    metrics = Metrics()
+    samples = _samples(metrics)
+    # Known kinds exist at zero before the first correction, so rate() sees the first one.
+    assert samples[("receipt_enricher_corrections_rejected_total", (("kind", "unknown_category"),))] == 0
+    assert samples[("receipt_enricher_corrections_received_total", (("author", "analyst"),))] == 0
+    active = [0]
+    metrics.watch_overrides(lambda: active[0])
+    metrics.correction_received(AuthorKind.CUSTOMER)
+    metrics.correction_received(AuthorKind.CUSTOMER)
+    metrics.correction_rejected("invalid_json")
+    active[0] = 3
+    samples = _samples(metrics)
+    assert samples[("receipt_enricher_corrections_received_total", (("author", "customer"),))] == 2
+    assert samples[("receipt_enricher_corrections_rejected_total", (("kind", "invalid_json"),))] == 1
+    assert samples[("receipt_enricher_corrections_overrides_active", ())] == 3

@@ -136,6 +136,8 @@ def test_lag_metric_equals_kafka_and_every_dashboard_and_alert_expression_return
         "ENRICHER_INPUT_TOPIC": topic,
         "ENRICHER_OUTPUT_TOPIC": f"enriched-{run}",
         "ENRICHER_DLQ_TOPIC": f"dlq-{run}",
+        "ENRICHER_CORRECTIONS_TOPIC": f"corrections-{run}",
+        "ENRICHER_OVERRIDES_TOPIC": f"overrides-{run}",
         "ENRICHER_GROUP_ID": group,
         "ENRICHER_MODEL_BASE_PATH": str(default_model.base),
         "ENRICHER_MODEL_ADAPTER_PATH": str(default_model.adapter),
@@ -175,12 +177,17 @@ def test_lag_metric_equals_kafka_and_every_dashboard_and_alert_expression_return
             "generated": 'receipt_enricher_enrich_items_total{job="receipt-enricher", source="model"}',
             "planned": 'receipt_enricher_model_batch_items_sum{job="receipt-enricher"}',
             "model_calls": 'receipt_enricher_model_batch_duration_seconds_count{job="receipt-enricher"}',
+            # No corrections in this run: the corrections series exist, at zero.
+            "overrides_active": 'receipt_enricher_corrections_overrides_active{job="receipt-enricher"}',
+            "overridden": 'receipt_enricher_enrich_items_total{job="receipt-enricher", source="override"}',
+            "corrections_rejected": 'sum(receipt_enricher_corrections_rejected_total{job="receipt-enricher"})',
         }
         values = {name: float(prometheus.query(expr)[0]["value"][1]) for name, expr in counted.items()}
         assert values["consumed"] == 64 and values["latencies"] == 64, values
         assert values["enriched"] == 60 and values["dead_letters"] == 4 and values["invalid_json"] == 4, values
         assert values["items"] == items and values["in_flight"] == 0, values
         assert 0 < values["generated"] <= values["planned"] and values["model_calls"] > 0, values
+        assert values["overrides_active"] == values["overridden"] == values["corrections_rejected"] == 0, values
         assert worker.stop() == 0, worker.log_text()[-3000:]
 
         # 2. The group is stopped and receipts keep coming: a non-zero lag, reported by the lag exporter.

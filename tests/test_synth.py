@@ -4,11 +4,11 @@ import re
 
 import pytest
 
+from model.grounding import to_cyrillic, unsupported_words
 from model.parser import parse_answer
 from schemas.events import ItemStatus
 from schemas.taxonomy import load_taxonomy
 from training.catalog import CatalogError, all_brands, load_catalog
-from model.grounding import to_cyrillic, unsupported_words
 from training.noise import NoiseConfig
 from training.synth import generate
 

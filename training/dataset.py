@@ -1,6 +1,6 @@
 """Build train/validation/test splits from labeled examples.
 
-    python -m training.dataset --input a.jsonl [--input b.csv] [--synthetic 20000 --seed 1234] --out DIR \
+    python -m training.dataset --input a.jsonl [--input b.csv] [--input corrections.tsv] [--synthetic 20000 --seed 1234] --out DIR \
         [--tokenizer PATH --max-tokens 128]
 
 Deduplicates, splits deterministically by a hash of the normalized raw string (the same item never
@@ -69,6 +69,11 @@ def _brand(value: str | None) -> str | None:
 
 
 def read_examples(path: Path, taxonomy: Taxonomy) -> list[LabeledExample]:
+    """A .csv, a .jsonl, or a labels .tsv (training/labels.py's format, e.g. the corrections export: its train rows)."""
+    if path.suffix == ".tsv":
+        from training.labels import read_rows, training_examples
+
+        return training_examples(read_rows(path, taxonomy))
     if path.suffix == ".csv":
         with path.open(encoding="utf-8", newline="") as source:
             rows = [

@@ -1,7 +1,7 @@
 """Evaluate a model directory on labeled data or on the 45-item receipt-parser benchmark.
 
     python -m training.evaluate --base B [--adapter A] [--mode adapter|merged|zero-shot|few-shot] \
-        (--gold | --data test.jsonl | --benchmark benchmark_standard.csv | --unlabeled names.csv) \
+        (--gold | --data test.jsonl | --labels rows.tsv | --benchmark benchmark_standard.csv | --unlabeled names.csv) \
         [--brand-counts brand_counts.csv] --out reports/NAME
     python -m training.evaluate --compare reports/a.json reports/b.json
 
@@ -9,6 +9,10 @@ Modes: ``adapter`` base + LoRA adapter; ``merged`` a merged model in --base, no 
 and ``few-shot`` the base prompted with an instruction (and --shots solved examples drawn from
 --shots-from, the train split) in front of the serving prompt, no adapter. Every mode runs the
 service's own Enricher (model/enricher.py): same prompt, same batched generation, same parser.
+
+``--labels`` scores every row of a labels TSV (training/labels.py's format), such as
+``receipt-enricher corrections export``'s: how often the model still disagrees with what people fixed
+(1 minus each field's score).
 
 ``--gold`` scores the gold split of the real labelled items (training/data/labels) under the
 real-receipt rules (training/scoring.py: head noun, brand across scripts, brand precision and
@@ -276,6 +280,9 @@ def evaluate_labeled(args: argparse.Namespace, taxonomy: Taxonomy, shots: Sequen
     if args.gold:
         examples = gold_examples(read_rows())[: args.limit]
         data_path = Path(__file__).resolve().parent / "data" / "labels" / "items.tsv"
+    elif args.labels:
+        examples = [row.example() for row in read_rows(args.labels, taxonomy)][: args.limit]
+        data_path = args.labels
     else:
         examples = list(read_jsonl(args.data))[: args.limit]
         data_path = args.data
@@ -446,6 +453,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--mode", choices=MODES, help="default: adapter when --adapter is given, else merged")
     parser.add_argument("--gold", action="store_true", help="the gold split of the real labelled items (training/data/labels)")
     parser.add_argument("--data", type=Path, help="labeled JSONL (a test split), scored like the gold split")
+    parser.add_argument("--labels", type=Path, help="a labels TSV, every row scored (e.g. the corrections export)")
     parser.add_argument("--brand-counts", type=Path, help="brand,count CSV for the dictionary rule's brands (count >= 50)")
     parser.add_argument("--benchmark", type=Path, help="receipt-parser's benchmark_standard.csv: benchmark scoring")
     parser.add_argument("--tinkoff", type=Path, help=f"Tinkoff's answers to score alike (default: {TINKOFF_PREDICTIONS} beside --benchmark)")
@@ -461,8 +469,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.compare:
         print(compare([json.loads(p.read_text(encoding="utf-8")) for p in args.compare]))
         return
-    if not args.base or not args.out or sum(bool(x) for x in (args.gold, args.data, args.benchmark, args.unlabeled)) != 1:
-        parser.error("--base, --out and exactly one of --gold/--data/--benchmark/--unlabeled are required")
+    if not args.base or not args.out or sum(bool(x) for x in (args.gold, args.data, args.labels, args.benchmark, args.unlabeled)) != 1:
+        parser.error("--base, --out and exactly one of --gold/--data/--labels/--benchmark/--unlabeled are required")
     args.mode = args.mode or ("adapter" if args.adapter else "merged")
     if args.mode == "adapter" and not args.adapter:
         parser.error("--mode adapter needs --adapter")

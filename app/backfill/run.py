@@ -35,7 +35,9 @@ from app.backfill.plan import (
     resume_from,
 )
 from app.settings import Settings
+from app.kafka.overrides_reader import start_overrides
 from app.stages.pipeline import InMessage, Pipeline
+from schemas.taxonomy import load_taxonomy
 
 log = logging.getLogger(__name__)
 
@@ -101,25 +103,32 @@ def run_backfill(settings: Settings, request: BackfillRequest) -> BackfillSummar
         for partition, scope in sorted(resume.todo.items()):
             log.info("partition_todo partition=%d from=%d end=%d", partition, scope.start, scope.end)
         if resume.todo:
-            from app.worker import build_pipeline, freeze_loaded_heap  # imports torch: only a job with work to do pays for it
+            # imports torch: only a job with work to do pays for it
+            from app.worker import build_pipeline, freeze_loaded_heap
 
             if settings.torch_threads:
                 import torch
 
                 torch.set_num_threads(settings.torch_threads)
-            pipeline = build_pipeline(
-                settings.model_copy(
-                    update={"output_topic": spec.output_topic, "dlq_topic": spec.dlq_topic, "group_id": request.group}
-                )
-            )
-            freeze_loaded_heap()
+            # A replay answers like the live worker: active overrides first, so history reflects them.
+            overrides, reader = start_overrides(settings, load_taxonomy())
             try:
-                job = _Replay(
-                    consumer, pipeline, spec, fingerprint, resume, throttle, settings.take_max_events, summary
+                pipeline = build_pipeline(
+                    settings.model_copy(
+                        update={"output_topic": spec.output_topic, "dlq_topic": spec.dlq_topic, "group_id": request.group}
+                    ),
+                    overrides=overrides,
                 )
-                asyncio.run(job.run(request.progress))
+                freeze_loaded_heap()
+                try:
+                    job = _Replay(
+                        consumer, pipeline, spec, fingerprint, resume, throttle, settings.take_max_events, summary
+                    )
+                    asyncio.run(job.run(request.progress))
+                finally:
+                    pipeline.close()
             finally:
-                pipeline.close()
+                reader.stop()
         summary.duration_s = time.monotonic() - started
         log.info("%s", summary.line())
         return summary

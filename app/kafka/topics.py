@@ -26,6 +26,36 @@ def create_service_topics(
     )
 
 
+def corrections_by_item_topic(group_id: str) -> str:
+    """The corrections re-keyed by item (app/kafka/corrections_agent.py); internal to the worker's group."""
+    return f"{group_id}-corrections-by-item"
+
+
+def corrections_changelog_topic(group_id: str) -> str:
+    """The corrections table's changelog, named as Faust names it (``<app id>-<table>-changelog``)."""
+    return f"{group_id}-corrections-changelog"
+
+
+def create_corrections_topics(
+    admin_config: dict[str, object], *, corrections_topic: str, overrides_topic: str, group_id: str, partitions: int
+) -> list[str]:
+    """The corrections topic, the overrides topic and the two internal topics of the corrections table.
+
+    The internal ones exist before the worker's consumer joins: Faust creates them too, but concurrently
+    with the join, and a first start whose join won that race was never assigned the re-keyed topic
+    (the assignor skips a topic missing from its metadata) and folded no correction until a rebalance.
+    """
+    # Compacted: the overrides topic is the current override of every item (a tombstone removes one), read
+    # whole by every worker at start; compaction keeps that read as long as the number of corrected items.
+    compacted = {"cleanup.policy": "compact"}
+    return create_topics(
+        admin_config,
+        [corrections_topic, overrides_topic, corrections_by_item_topic(group_id), corrections_changelog_topic(group_id)],
+        partitions,
+        configs={overrides_topic: compacted, corrections_changelog_topic(group_id): compacted},
+    )
+
+
 def create_topics(
     admin_config: dict[str, object],
     names: list[str],

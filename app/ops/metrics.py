@@ -22,7 +22,7 @@ from prometheus_client.registry import Collector
 
 from model.enricher import FAILURE_KINDS
 from model.parser import ParsedAnswer
-from schemas.events import ItemStatus
+from schemas.events import AuthorKind, ItemSource, ItemStatus
 
 _NS = "receipt_enricher"
 # Model time on a GPU is tens of ms per batch; on this CPU a 64-item batch takes seconds.
@@ -32,23 +32,30 @@ _LATENCY_SECONDS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 
 _ITEM_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 _TOKEN_BUCKETS = (64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768)
 
-SOURCES = ("model", "cache", "fallback")
+SOURCES = ("model", "cache", "override", "fallback")
 # Known label values are created at zero, so rate() sees the first dead letter or failure as an
 # increase (a series born at 4 has rate 0) and dashboards show 0 rather than "no data".
 DEAD_LETTER_KINDS = ("empty", "too_large", "invalid_json", "invalid_receipt", "publish_rejected", "dead_letter_too_large")
+CORRECTION_REJECTIONS = ("empty", "too_large", "invalid_json", "invalid_correction", "unknown_category")
 RECORD_KINDS = ("enriched", "dead_letter")
 
 
-def items_by_source(texts: Sequence[str], answers: Mapping[str, ParsedAnswer], generated: int) -> dict[str, int]:
+def items_by_source(
+    texts: Sequence[str], answers: Mapping[str, ParsedAnswer], sources: Mapping[str, ItemSource], generated: int
+) -> dict[str, int]:
     """Line items of one take by where their answer came from.
 
-    ``fallback``: the model failed and the item went out as ``model_error``. ``model``: the distinct
-    texts the model generated (``generated``). ``cache``: every other item: a cache hit, or a repeat
-    (same item key) of a text in the same take, which the model answered once.
+    ``fallback``: the model failed and the item went out as ``model_error``. ``override``: an active
+    override set some or all of its fields. ``model``: the distinct texts the model generated
+    (``generated``). ``cache``: every other item: a cache hit, or a repeat (same item key) of a text in
+    the same take, which the model answered once.
     """
     fallback = sum(1 for text in texts if _status(answers.get(text)) is ItemStatus.MODEL_ERROR)
-    model = min(generated, len(texts) - fallback)
-    return {"model": model, "cache": len(texts) - model - fallback, "fallback": fallback}
+    override = sum(
+        1 for text in texts if sources.get(text) is ItemSource.OVERRIDE and _status(answers.get(text)) is not ItemStatus.MODEL_ERROR
+    )
+    model = min(generated, len(texts) - fallback - override)
+    return {"model": model, "cache": len(texts) - model - override - fallback, "override": override, "fallback": fallback}
 
 
 def _status(answer: ParsedAnswer | None) -> ItemStatus | None:
@@ -192,6 +199,15 @@ class Metrics:
         self.in_flight = Gauge(f"{_NS}_pipeline_items_in_flight", "Line items taken but not yet published", registry=r)
         self.ready = Gauge(f"{_NS}_worker_ready", "1 when the model is loaded and partitions are assigned", registry=r)
         self.assigned_partitions = Gauge(f"{_NS}_consumer_assigned_partitions", "Input partitions assigned to this worker", registry=r)
+        self.corrections_received = Counter(
+            f"{_NS}_corrections_received", "Valid corrections folded into the corrections table, by author kind", ["author"], registry=r
+        )
+        self.corrections_rejected = Counter(
+            f"{_NS}_corrections_rejected", "Corrections sent to the dead-letter topic, by error kind", ["kind"], registry=r
+        )
+        self.overrides_active = Gauge(
+            f"{_NS}_corrections_overrides_active", "Items with an active override in this worker's view (all partitions)", registry=r
+        )
         self.lag = LagMetrics()
         r.register(self.lag)
         for counter, values in (
@@ -200,6 +216,8 @@ class Metrics:
             (self.item_status, [status.value for status in ItemStatus]),
             (self.dead_letters, DEAD_LETTER_KINDS),
             (self.batch_failures, FAILURE_KINDS),
+            (self.corrections_received, [kind.value for kind in AuthorKind]),
+            (self.corrections_rejected, CORRECTION_REJECTIONS),
         ):
             for value in values:
                 counter.labels(value)
@@ -213,6 +231,16 @@ class Metrics:
         """The model thread's gauges, read at each scrape (app/stages/model_watch.py)."""
         self.model_call_seconds.set_function(busy_s)
         self.model_stuck.set_function(lambda: 0.0 if stuck() is None else 1.0)
+
+    def watch_overrides(self, active: Callable[[], int]) -> None:
+        """The overrides gauge, read at each scrape from the worker's overrides view."""
+        self.overrides_active.set_function(active)
+
+    def correction_received(self, author: AuthorKind) -> None:
+        self.corrections_received.labels(author.value).inc()
+
+    def correction_rejected(self, kind: str) -> None:
+        self.corrections_rejected.labels(kind).inc()
 
     def set_batch_limits(self, max_items: int, max_tokens: int) -> None:
         self.batch_max_items.set(max_items)
@@ -231,6 +259,7 @@ class Metrics:
         timestamps_ms: Iterable[int | None],
         texts: Sequence[str],
         answers: Mapping[str, ParsedAnswer],
+        sources: Mapping[str, ItemSource],
         generated: int,
         enriched: int,
         dead_letters: int,
@@ -241,7 +270,7 @@ class Metrics:
         self.events_consumed.labels(input_topic).inc(len(timestamps))
         self.records_produced.labels("enriched").inc(enriched)
         self.records_produced.labels("dead_letter").inc(dead_letters)
-        for source, count in items_by_source(texts, answers, generated).items():
+        for source, count in items_by_source(texts, answers, sources, generated).items():
             self.items_enriched.labels(source).inc(count)
         for status, count in Tally(_status(answers.get(text)) for text in texts).items():
             if status is not None:

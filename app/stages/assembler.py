@@ -15,18 +15,22 @@ from datetime import datetime
 import orjson
 
 from model.parser import ParsedAnswer
-from schemas.events import SCHEMA_VERSION, ModelIdentity, ReceiptEvent
+from schemas.events import SCHEMA_VERSION, ItemSource, ModelIdentity, ReceiptEvent
 
 # pydantic writes UTC as "Z" and keeps any other offset; so does orjson with this option.
 _JSON_OPTIONS = orjson.OPT_UTC_Z
 
 
 def encode_transaction(
-    event: ReceiptEvent, answers: Mapping[str, ParsedAnswer], model: ModelIdentity, enriched_at: datetime
+    event: ReceiptEvent,
+    answers: Mapping[str, ParsedAnswer],
+    model: ModelIdentity,
+    enriched_at: datetime,
+    sources: Mapping[str, ItemSource],
 ) -> bytes:
-    """The enriched transaction of one receipt, JSON-encoded; ``answers`` by item name.
+    """The enriched transaction of one receipt, JSON-encoded; ``answers`` and ``sources`` by item name.
 
-    Raises KeyError if an item has no answer: the enrichment stage guarantees one for every name.
+    Raises KeyError if an item has no answer or no source: the enrichment stage guarantees both for every name.
     """
     receipt = event.receipt
     items = []
@@ -50,6 +54,7 @@ def encode_transaction(
                     if answer.confidence is None
                     else {"product": answer.confidence.product, "brand": answer.confidence.brand, "category": answer.confidence.category}
                 ),
+                "source": sources[item.name].value,
             }
         )
     return orjson.dumps(

@@ -31,11 +31,17 @@ class AnswerStore(Protocol):
     def put_many(self, items: Mapping[str, bytes]) -> None: ...
 
 
+def item_digest(raw_name: str) -> str:
+    """The item key, hashed: the answer cache's keys and the corrections' Kafka keys.
+
+    Hashed: keys stay short and bounded however long or hostile the item text is.
+    surrogatepass: a lone surrogate (possible in str, never in valid UTF-8) must not crash the lookup.
+    """
+    return hashlib.blake2b(item_key(raw_name).encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+
+
 def cache_key(model_version: str, raw_name: str) -> str:
-    # Hashed: keys stay short and bounded however long or hostile the item text is.
-    # surrogatepass: a lone surrogate (possible in str, never in valid UTF-8) must not crash the lookup.
-    digest = hashlib.blake2b(item_key(raw_name).encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
-    return f"enr:{model_version}:{digest}"
+    return f"enr:{model_version}:{item_digest(raw_name)}"
 
 
 def encode_answer(answer: ParsedAnswer) -> bytes:

@@ -11,11 +11,12 @@ from dataclasses import dataclass, field
 
 from app.stages.batcher import BatchLimits, ModelBatch, plan_batches
 from app.stages.cache import AnswerCache
+from app.stages.overrides import ItemOverride, OverridesView
 from model.enricher import ModelBatchFailed
 from model.item_key import item_key
 from model.parser import ParsedAnswer
 from model.prompt import clean_raw_name
-from schemas.events import ItemStatus
+from schemas.events import ItemSource, ItemStatus
 from schemas.taxonomy import Taxonomy
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,8 @@ class EnrichmentOutcome:
     failed_calls_by_kind: dict[str, int] = field(default_factory=dict)
     failed_items: int = 0
     cached_items: int = 0
+    # Where each text's answer came from (text → source), for the output's ``source`` and the metrics.
+    sources: dict[str, ItemSource] = field(default_factory=dict)
 
 
 def enrich_all(batches: Sequence[Sequence[str]], enrich: EnrichFn, taxonomy: Taxonomy) -> EnrichmentOutcome:
@@ -71,6 +74,10 @@ class AnswerPlan:
     batches: list[ModelBatch]
     # Every distinct text of the take → the text that stands for its item key and is generated.
     aliases: dict[str, str]
+    # Texts whose active override sets only some fields: laid over the cached or generated answer.
+    overridden: dict[str, ItemOverride] = field(default_factory=dict)
+    # Texts whose override sets every field: neither the cache nor the model is asked.
+    overridden_whole: dict[str, ParsedAnswer] = field(default_factory=dict)
 
     @property
     def planned_items(self) -> int:
@@ -82,23 +89,34 @@ def plan_answers(
     cache: AnswerCache | None,
     count_tokens: Callable[[Sequence[str]], list[int]],
     limits: BatchLimits,
+    overrides: OverridesView | None = None,
 ) -> AnswerPlan:
-    """Deduplicate by item key, answer what the cache knows, cut the rest into model batches."""
+    """Deduplicate by item key; answer from active overrides first, then the cache; cut the rest into model batches."""
     representative: dict[str, str] = {}
     aliases: dict[str, str] = {}
     for text in dict.fromkeys(texts):
         aliases[text] = representative.setdefault(item_key(text), text)
     unique = list(representative.values())
+    found = overrides.lookup(unique) if overrides is not None else {}
+    whole = {text: override.answer() for text, override in found.items() if override.complete}
+    unique = [text for text in unique if text not in whole]
     cached = cache.lookup(unique) if cache is not None else {}
     todo = [text for text in unique if text not in cached]
-    return AnswerPlan(cached=cached, batches=plan_batches(todo, count_tokens(todo), limits), aliases=aliases)
+    return AnswerPlan(
+        cached=cached,
+        batches=plan_batches(todo, count_tokens(todo), limits),
+        aliases=aliases,
+        overridden={text: override for text, override in found.items() if not override.complete},
+        overridden_whole=whole,
+    )
 
 
 def run_plan(plan: AnswerPlan, cache: AnswerCache | None, enrich: EnrichFn, taxonomy: Taxonomy) -> EnrichmentOutcome:
     """Generate what the plan left to the model, store it, and answer every text of the take.
 
     A plan made while the model was busy with the previous take may ask for texts that take has
-    answered since; the local cache is asked again first, so they are not generated twice.
+    answered since; the local cache is asked again first, so they are not generated twice. Only the
+    model's own answers are stored: overrides are laid over them afterwards, at every lookup.
     """
     batches: list[Sequence[str]] = [batch.texts for batch in plan.batches]
     late: dict[str, ParsedAnswer] = {}
@@ -110,7 +128,15 @@ def run_plan(plan: AnswerPlan, cache: AnswerCache | None, enrich: EnrichFn, taxo
     if cache is not None:
         cache.store(outcome.answers)
     answered = {**outcome.answers, **plan.cached, **late}
+    sources = {text: ItemSource.MODEL for text in outcome.answers}
+    sources.update({text: ItemSource.CACHE for text in [*plan.cached, *late]})
+    for text, override in plan.overridden.items():
+        answered[text] = override.over(answered[text])
+        sources[text] = ItemSource.OVERRIDE
+    answered.update(plan.overridden_whole)
+    sources.update({text: ItemSource.OVERRIDE for text in plan.overridden_whole})
     outcome.answers = {text: answered[stand_in] for text, stand_in in plan.aliases.items()}
+    outcome.sources = {text: sources[stand_in] for text, stand_in in plan.aliases.items()}
     outcome.cached_items = len(plan.cached) + len(late)
     return outcome
 
@@ -122,9 +148,10 @@ def answer_texts(
     limits: BatchLimits,
     enrich: EnrichFn,
     taxonomy: Taxonomy,
+    overrides: OverridesView | None = None,
 ) -> EnrichmentOutcome:
-    """Answer every distinct text once: from the cache where known, else in planned model batches."""
-    return run_plan(plan_answers(texts, cache, count_tokens, limits), cache, enrich, taxonomy)
+    """Answer every distinct text once: from an override, the cache where known, else in planned model batches."""
+    return run_plan(plan_answers(texts, cache, count_tokens, limits, overrides), cache, enrich, taxonomy)
 
 
 def fallback_answer(raw_name: str, taxonomy: Taxonomy) -> ParsedAnswer:

@@ -24,9 +24,10 @@ from app.stages.dead_letter import dead_letter
 from app.stages.delivery import OutRecord, ProducerRounds, RecordRejected, RecordSink
 from app.stages.enrichment import AnswerPlan, EnrichFn, EnrichmentOutcome, plan_answers, run_plan
 from app.stages.model_watch import ModelWatch
+from app.stages.overrides import OverridesView
 from app.stages.validation import InvalidEvent, decode_event
 from model.parser import ParsedAnswer
-from schemas.events import ModelIdentity, ReceiptEvent
+from schemas.events import ItemSource, ItemStatus, ModelIdentity, ReceiptEvent
 from schemas.taxonomy import Taxonomy
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,7 @@ class TakeMetrics(Protocol):
         timestamps_ms: Iterable[int | None],
         texts: Sequence[str],
         answers: Mapping[str, ParsedAnswer],
+        sources: Mapping[str, ItemSource],
         generated: int,
         enriched: int,
         dead_letters: int,
@@ -143,6 +145,7 @@ class Pipeline:
         model_stuck_s: float,
         cache: AnswerCache | None = None,
         thresholds: ConfidenceThresholds = ConfidenceThresholds(),
+        overrides: OverridesView | None = None,
         metrics: TakeMetrics = NO_METRICS,
         on_close: Callable[[], None] | None = None,
     ) -> None:
@@ -157,6 +160,7 @@ class Pipeline:
         self._topics = topics
         self._cache = cache
         self._thresholds = thresholds
+        self._overrides = overrides
         self._metrics = metrics
         self._on_close = on_close
         # The model gets one thread of its own: the event loop keeps heartbeats and fetches going.
@@ -185,7 +189,7 @@ class Pipeline:
                 dead_letters.append((message, self._dead_letter(message, error.kind, error.message, now)))
         # The item names go to the model as they are: the model cleans each once, when it builds its prompt.
         texts = [item.name for _, event in valid for item in event.receipt.items]
-        plan = plan_answers(texts, self._cache, self._count_tokens, self._limits)
+        plan = plan_answers(texts, self._cache, self._count_tokens, self._limits, self._overrides)
         self._metrics.take_started(len(texts))
         return PreparedTake(started_at=now, valid=valid, dead_letters=dead_letters, texts=texts, plan=plan)
 
@@ -201,9 +205,9 @@ class Pipeline:
         """
         outputs = list(prepared.dead_letters)
         enriched_at = datetime.now(UTC)
-        output, answers, identity = self._topics.output, outcome.answers, self._identity
+        output, answers, sources, identity = self._topics.output, outcome.answers, outcome.sources, self._identity
         for message, event in prepared.valid:
-            value = encode_transaction(event, answers, identity, enriched_at)
+            value = encode_transaction(event, answers, identity, enriched_at, sources)
             outputs.append((message, OutRecord(output, message.key, value)))
         return self._delivered(prepared, outcome, outputs, self._rounds.hand_over([record for _, record in outputs]))
 
@@ -233,7 +237,12 @@ class Pipeline:
             timestamps_ms=[message.timestamp_ms for message in messages],
             texts=prepared.texts,
             answers=outcome.answers,
-            generated=len(set(prepared.plan.aliases.values())) - outcome.cached_items - outcome.failed_items,
+            sources=outcome.sources,
+            generated=sum(
+                1
+                for text in set(prepared.plan.aliases.values())
+                if outcome.sources[text] is ItemSource.MODEL and outcome.answers[text].status is not ItemStatus.MODEL_ERROR
+            ),
             enriched=len(prepared.valid) - refused_transactions,
             dead_letters=len(prepared.dead_letters) + refused_transactions,
             published_at=time.time(),

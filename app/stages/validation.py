@@ -19,7 +19,7 @@ class InvalidEvent(ValueError):
         self.message = message
 
 
-def _describe(error: pydantic.ValidationError) -> str:
+def describe_errors(error: pydantic.ValidationError) -> str:
     # Locations and error types only: the offending values may be personal data or huge.
     parts = []
     for detail in error.errors(include_url=False, include_input=False)[:5]:
@@ -43,4 +43,4 @@ def decode_event(value: bytes | None) -> ReceiptEvent:
     except pydantic.ValidationError as error:
         kinds = {detail["type"] for detail in error.errors(include_url=False, include_input=False)}
         kind = "invalid_json" if kinds & {"json_invalid", "json_type"} else "invalid_receipt"
-        raise InvalidEvent(kind, _describe(error)) from None
+        raise InvalidEvent(kind, describe_errors(error)) from None
