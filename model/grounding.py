@@ -71,8 +71,18 @@ def brand_is_grounded(brand: str, raw_name: str) -> bool:
 
 # Names: a word of a normalized name is supported when the string prints it, it spells out an abbreviation
 # the string prints (``ПЕРС`` → персик, ``СЛД`` → сельдь) or one cut short (``гр`` → г), it corrects one typo of
-# a printed word of 5+ letters, or it belongs to the answer's brand. Numbers are not judged.
+# a printed word of 5+ letters, or it belongs to the answer's brand. A number is supported when the string prints
+# the same value (`0,9` for `0,900`, `1,93` for `1.93`): the model used to change them (`90 г` for `55Г`).
 _TYPO_MIN_LETTERS = 5
+_NUMBER = re.compile(r"\d+(?:[.,]\d+)?")
+
+
+def numbers(text: str | None) -> list[str]:
+    return _NUMBER.findall(text or "")
+
+
+def _value(number: str) -> float:
+    return float(number.replace(",", "."))
 
 
 def letter_runs(text: str | None) -> list[str]:
@@ -93,8 +103,9 @@ def _opens(abbreviation: str, word: str) -> bool:
 
 
 def unsupported_words(normalized_name: str | None, raw_name: str, brand: str | None) -> tuple[list[str], int]:
-    """(the words of the name that the string does not support, how many words were judged)."""
+    """(the words and numbers of the name that the string does not support, how many were judged)."""
     raw_words = set(letter_runs(raw_name)) | set(letter_runs(to_cyrillic(raw_name)))
+    raw_values = {_value(n) for n in numbers(raw_name)} | {float(run) for run in re.findall(r"\d+", raw_name)}
     brand_words = set(letter_runs(brand)) | set(letter_runs(to_cyrillic(brand or "")))
     unsupported, judged = [], 0
     for word in letter_runs(normalized_name):
@@ -110,4 +121,8 @@ def unsupported_words(normalized_name: str | None, raw_name: str, brand: str | N
         ):
             continue
         unsupported.append(word)
+    for number in numbers(normalized_name):
+        judged += 1
+        if _value(number) not in raw_values:
+            unsupported.append(number)
     return unsupported, judged

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from model.grounding import brand_is_grounded, letter_runs, unsupported_words
+from model.grounding import brand_is_grounded, letter_runs, numbers, unsupported_words
 from model.casing import restore_case
 from model.confidence import FieldConfidence, Signals
 from model.lexicon import BrandMatch
@@ -20,6 +20,8 @@ from schemas.taxonomy import Category, Taxonomy, UnknownCategory
 MAX_NAME_CHARS = 256
 MAX_FIELD_CHARS = 80
 _FIELD_COUNT = 4
+# `г`, `кг`, `мл`, `шт`: a word this short right after a dropped number is its unit.
+_UNIT_CHARS = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,13 +48,21 @@ def _field(parts: list[str], index: int, limit: int) -> str | None:
 
 
 def _grounded_name(normalized: str, raw_name: str, brand: str | None) -> str:
-    """The model's name without the words the string does not support (model/grounding.py); the string
-    itself, cleaned, when that leaves less than half of the name: a name must invent nothing."""
+    """The model's name without the words and numbers the string does not support (model/grounding.py), a
+    short unit after a dropped number going with it (`90 г`); the string itself, cleaned, when that leaves
+    less than half of the name: a name must invent nothing."""
     unsupported, judged = unsupported_words(normalized, raw_name, brand)
     if not unsupported:
         return normalized
     bad = set(unsupported)
-    kept = [word for word in normalized.split() if not bad & set(letter_runs(word))]
+    kept: list[str] = []
+    dropped_number = False
+    for word in normalized.split():
+        unit_of_dropped = dropped_number and word.isalpha() and len(word) <= _UNIT_CHARS
+        dropped_number = bool(bad & set(numbers(word)))
+        if unit_of_dropped or dropped_number or bad & set(letter_runs(word)):
+            continue
+        kept.append(word)
     if judged - len(unsupported) < judged / 2 or not kept:
         return clean_raw_name(raw_name).lower()
     return " ".join(kept)

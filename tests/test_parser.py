@@ -136,3 +136,8 @@ def test_a_name_invents_nothing_words_the_string_does_not_support_go():
     # Mostly invented: the cleaned string stands in for the name.
     garbled = parse_answer("пармезан итальянский 50%##сыр##-##молочные продукты, сыр, яйца", raw, TAXONOMY)
     assert garbled.normalized_name == "Сыр ламбер 50% вес"
+    # A number the string does not print goes, with its unit; the same value written otherwise stays.
+    snickers = parse_answer("шоколадный батончик snickers 90 г##батончик шоколадный##snickers##сладости и десерты", "ШОК.БАТ.SNICKERS 55Г", TAXONOMY)
+    assert snickers.normalized_name == "Шоколадный батончик Snickers"
+    juice = parse_answer("сок сочная долина 1,930 л##сок##сочная долина##напитки", "СОК СОЧН ДОЛ 1.93Л", TAXONOMY)
+    assert juice.normalized_name == "Сок Сочная Долина 1,930 л"

@@ -180,12 +180,16 @@ def test_real_brand_rule_ignores_case_punctuation_and_script():
     assert not real_brand_right("Lipton", None) and not real_brand_right(None, "Lipton")
 
 
-def test_names_grounded_accepts_words_abbreviations_typos_and_the_brand_only():
+def test_names_grounded_accepts_words_abbreviations_typos_the_brand_and_printed_numbers_only():
     from training.scoring import grounded_words
 
-    assert grounded_words("Сок Сочная Долина персик-яблоко 1,93 л", "СОК СОЧН ДОЛ ПЕРСИК ЯБЛ 1,93Л", "Сочная Долина") == (6, 6)
+    # Six words and one number (1,93), all supported.
+    assert grounded_words("Сок Сочная Долина персик-яблоко 1,93 л", "СОК СОЧН ДОЛ ПЕРСИК ЯБЛ 1,93Л", "Сочная Долина") == (7, 7)
     supported, total = grounded_words("Сок яблочный Добрый", "СОК ЯБЛ 1Л", None)
     assert (supported, total) == (2, 3)  # "Добрый" is invented
+    # A number counts by its value (`0,9` for `0,900`); a changed one is invented (`90` for `55Г`).
+    assert grounded_words("Вермишель 0,9 кг", "ВЕРМИШЕЛЬ 0,900КГ", None) == (3, 3)
+    assert grounded_words("Батончик Snickers 90 г", "ШОК.БАТ.SNICKERS 55Г", "Snickers") == (3, 4)
 
 
 def test_real_scores_report_brand_precision_and_coverage():
