@@ -15,6 +15,8 @@ from functools import lru_cache
 from rapidfuzz import fuzz
 from rapidfuzz.distance import OSA
 
+from model.product_noun import is_dictionary_word
+
 _LATIN_TO_CYRILLIC = [
     ("sch", "ш"), ("sh", "ш"), ("ch", "ч"), ("zh", "ж"), ("kh", "х"), ("ts", "ц"), ("ya", "я"), ("yu", "ю"),
     ("yo", "е"), ("ee", "и"), ("oo", "у"), ("ph", "ф"), ("th", "т"), ("ck", "к"), ("qu", "кв"), ("x", "кс"),
@@ -114,7 +116,11 @@ def unsupported_words(normalized_name: str | None, raw_name: str, brand: str | N
         judged += 1
         if word in raw_words or word in brand_words or to_cyrillic(word).lower() in raw_words:
             continue
-        if word in ("x", "х") or any(_opens(raw, word) or raw.startswith(word) for raw in raw_words if raw.isalpha()):
+        if word in ("x", "х") or any(raw.startswith(word) for raw in raw_words if raw.isalpha()):
+            continue
+        # Spelling out an abbreviation gives a dictionary word: a garbled copy (`белизнабелии` of БЕЛИЗНА,
+        # `snickersnickers`) also holds the printed letters in order, but is no word.
+        if is_dictionary_word(word) and any(_opens(raw, word) for raw in raw_words if raw.isalpha()):
             continue
         if len(word) >= _TYPO_MIN_LETTERS and any(
             OSA.distance(word, raw) <= 1 for raw in raw_words if abs(len(raw) - len(word)) <= 1

@@ -51,6 +51,9 @@ def _grounded_name(normalized: str, raw_name: str, brand: str | None) -> str:
     """The model's name without the words and numbers the string does not support (model/grounding.py), a
     short unit after a dropped number going with it (`90 г`); the string itself, cleaned, when that leaves
     less than half of the name: a name must invent nothing."""
+    # A small model stutters (`вода кубай кубай`, `3,2% 3,2%`): a word right after itself is said once.
+    words = normalized.split()
+    normalized = " ".join(w for i, w in enumerate(words) if i == 0 or w.lower() != words[i - 1].lower())
     unsupported, judged = unsupported_words(normalized, raw_name, brand)
     if not unsupported:
         return normalized

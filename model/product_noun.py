@@ -63,3 +63,9 @@ def dictionary_reading(word: str) -> str:
     if _PROPER & set(parse.tag.grammemes):
         return "p"
     return "k" if _analyzer().word_is_known(word) else "u"
+
+
+@lru_cache(maxsize=1 << 14)
+def is_dictionary_word(word: str) -> bool:
+    """pymorphy3's dictionary holds ``word`` (not a guess from its ending)."""
+    return _analyzer().word_is_known(word)

@@ -141,3 +141,8 @@ def test_a_name_invents_nothing_words_the_string_does_not_support_go():
     assert snickers.normalized_name == "Шоколадный батончик Snickers"
     juice = parse_answer("сок сочная долина 1,930 л##сок##сочная долина##напитки", "СОК СОЧН ДОЛ 1.93Л", TAXONOMY)
     assert juice.normalized_name == "Сок Сочная Долина 1,930 л"
+    # A garbled copy holds the printed letters in order but is no word: it goes; a stutter is said once.
+    bleach = parse_answer("отбеливатель белизнабелии 1 л 1 л##отбеливатель##-##бытовая химия", "ОТБЕЛИВАТЕЛЬ БЕЛИЗНА 1Л", TAXONOMY)
+    assert bleach.normalized_name == "Отбеливатель 1 л 1 л"
+    water = parse_answer("вода кубай кубай 1,5 л##вода##кубай##напитки", "вода кубай негаз. 1,5 л", TAXONOMY)
+    assert water.normalized_name == "Вода Кубай 1,5 л"
