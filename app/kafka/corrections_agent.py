@@ -33,6 +33,7 @@ from app.settings import Settings
 from app.stages.cache import item_digest
 from app.stages.corrections import InvalidCorrection, ItemCorrections, active_override, decode_correction, fold
 from app.stages.dead_letter import dead_letter
+from schemas.events import CorrectionEvent
 from schemas.taxonomy import Taxonomy
 
 log = logging.getLogger(__name__)
@@ -92,24 +93,28 @@ def add_corrections(app: faust.App, settings: Settings, taxonomy: Taxonomy, metr
         await dead_letters.send(key=message.key, value=letter.model_dump_json().encode())
         metrics.correction_rejected(error.kind)
 
+    async def decoded(event: EventT) -> CorrectionEvent | None:
+        """The event's correction; an invalid one is dead-lettered with its kind (None)."""
+        try:
+            return decode_correction(event.message.value, taxonomy)
+        except InvalidCorrection as error:
+            await reject(event, error)
+            return None
+
     @app.agent(corrections, name="route-corrections")
     async def route_corrections(stream: faust.StreamT) -> None:
         async for event in stream.events():
-            try:
-                correction = decode_correction(event.message.value, taxonomy)
-            except InvalidCorrection as error:
-                await reject(event, error)
+            correction = await decoded(event)
+            if correction is None:
                 continue
             await by_item.send(key=item_digest(correction.raw_name).encode("ascii"), value=event.message.value)
 
     @app.agent(by_item, name="fold-corrections")
     async def fold_corrections(stream: faust.StreamT) -> None:
         async for event in stream.events():
-            try:
-                # Validated by route-corrections; checked again because anything may write to a topic.
-                correction = decode_correction(event.message.value, taxonomy)
-            except InvalidCorrection as error:
-                await reject(event, error)
+            # Validated by route-corrections; checked again because anything may write to a topic.
+            correction = await decoded(event)
+            if correction is None:
                 continue
             key = event.message.key
             stored = table.get(key)
