@@ -31,6 +31,7 @@ from functools import lru_cache
 import torch
 from transformers import LogitsProcessor
 
+from model.head_ranker import head_log_priors
 from model.lexicon import Lexicon, brand_key
 from model.prompt import FIELD_SEPARATOR, NO_BRAND, PROMPT_PREFIX, PROMPT_SUFFIX
 
@@ -163,8 +164,8 @@ class AnswerGrammar:
             item = item_text(prompt)
             products.append(
                 _Trie(
-                    (self.encode(word), self._product_weight * self._lexicon.head_log_prior(word, feature))
-                    for word, feature in sorted(self._lexicon.head_candidates(item).items())
+                    (self.encode(word), self._product_weight * prior)
+                    for word, prior in sorted(head_log_priors(self._lexicon, item).items())
                 )
             )
             choices, none = brand_choices(item, self._lexicon)

@@ -31,7 +31,7 @@ from model.grounding import to_cyrillic
 from model.product_noun import dictionary_reading, is_noun, nominative_head
 
 LEXICON_NAME = "lexicon.json"
-FORMAT = 2
+FORMAT = 3
 
 # Words: letters and digits, keeping register abbreviations whole (`т/б`, `ср-во`, `п-ты`, `ш/д`).
 _TOKEN = re.compile(r"[a-zа-я0-9]+(?:[/\-][a-zа-я]+)*")
@@ -133,44 +133,57 @@ class Lexicon:
     # printed brand word → [times it was part of the item's labelled brand, times printed]; the same per feature
     brand_word_prior: Mapping[str, tuple[int, int]] = field(default_factory=dict)
     brand_feature_prior: Mapping[str, tuple[int, int]] = field(default_factory=dict)
+    # the head-noun ranker's weight per candidate feature (model/head_ranker.py, fitted by training/head_ranker.py)
+    head_weights: Mapping[str, float] = field(default_factory=dict)
 
     # ---------- products ----------
     def head_candidates(self, item: str) -> dict[str, str]:
         """Words the product may start with, each with its feature (how and where the string offers it):
         printed words, their nominatives, head nouns they abbreviate, head nouns they imply."""
-        folded = fold_text(item)
-        found: dict[str, str] = {}
+        return {candidate: feature for candidate, (feature, _) in self.head_offers(item).items()}
 
-        def offer(candidate: str, kind: str, rank: int, noun: bool) -> None:
-            found.setdefault(candidate, f"{kind}{min(rank, _MAX_RANK)}{'n' if noun else ''}")
+    def head_offers(self, item: str) -> dict[str, tuple[str, str]]:
+        """``head_candidates`` with the printed word that offers each candidate ("" for an implied noun)."""
+        folded = fold_text(item)
+        found: dict[str, tuple[str, str]] = {}
+
+        def offer(candidate: str, kind: str, rank: int, noun: bool, word: str) -> None:
+            found.setdefault(candidate, (f"{kind}{min(rank, _MAX_RANK)}{'n' if noun else ''}", word))
 
         words = [w for w in _CYRILLIC_WORD.findall(folded) if len(w) >= _MIN_ABBREVIATION or self._is_head_noun(w)]
         for rank, word in enumerate(words):
             noun = is_noun(word)
-            offer(word, "w", rank, noun)
-            offer(nominative_head(word).replace("ё", "е"), "f", rank, noun)
+            offer(word, "w", rank, noun, word)
+            offer(nominative_head(word).replace("ё", "е"), "f", rank, noun, word)
             if len(word) >= _MIN_ABBREVIATION:
                 start = bisect.bisect_left(self.head_nouns, word)
                 end = bisect.bisect_left(self.head_nouns, word + "\U0010ffff", start)
                 for head in self.head_nouns[start:end]:
-                    offer(head, "a", rank, False)
+                    offer(head, "a", rank, False, word)
         for token in _TOKEN.findall(folded):
             for head in self.implied_heads.get(token, ()):
-                offer(head, "i", 0, False)
+                offer(head, "i", 0, False, "")
         return found
 
     def _is_head_noun(self, word: str) -> bool:
         at = bisect.bisect_left(self.head_nouns, word)
         return at < len(self.head_nouns) and self.head_nouns[at] == word
 
-    def head_log_prior(self, candidate: str, feature: str) -> float:
+    def head_log_prior(self, candidate: str, feature: str, leave_out: str | None = None) -> float:
         """log P(candidate is the head noun | it is offered so), smoothed: a word's own record where it has
         one, drawn towards its feature's record (a first printed noun usually is the head noun, a word
-        opened from an abbreviation rarely)."""
-        feature_chosen, feature_offered = self.feature_prior.get(feature, (0, 0))
-        expected = (feature_chosen + 0.5) / (feature_offered + 1.0)
-        chosen, offered = self.head_prior.get(candidate, (0, 0))
-        return math.log((chosen + _FEATURE_WEIGHT * expected) / (offered + _FEATURE_WEIGHT))
+        opened from an abbreviation rarely). ``leave_out``: the head noun of a training item these counts
+        include, whose own offer is taken out (training/head_ranker.py learns from the others)."""
+        own = 0 if leave_out is None else 1
+        own_chosen = int(leave_out == candidate)
+        feature_chosen, feature_offered = self.feature_prior.get(feature, (own_chosen, own))
+        expected = (feature_chosen - own_chosen + 0.5) / (feature_offered - own + 1.0)
+        chosen, offered = self.head_prior.get(candidate, (own_chosen, own))
+        return math.log((chosen - own_chosen + _FEATURE_WEIGHT * expected) / (offered - own + _FEATURE_WEIGHT))
+
+    def head_seen(self, candidate: str, leave_out: str | None = None) -> int:
+        """How many training strings offered ``candidate`` (less the left-out item's own offer)."""
+        return self.head_prior.get(candidate, (0, 0))[1] - (leave_out is not None)
 
     # ---------- categories ----------
     def category_log_prior(self, item: str, head: str = "") -> dict[str, float]:
@@ -247,6 +260,7 @@ class Lexicon:
             "brands": {k: list(v) for k, v in sorted(self.brands.items())},
             "brand_word_prior": {k: list(v) for k, v in sorted(self.brand_word_prior.items())},
             "brand_feature_prior": {k: list(v) for k, v in sorted(self.brand_feature_prior.items())},
+            "head_weights": {k: round(v, 5) for k, v in sorted(self.head_weights.items())},
         }
 
     def write(self, directory: Path) -> Path:
@@ -269,6 +283,7 @@ class Lexicon:
             brands={k: (v[0], int(v[1]), int(v[2])) for k, v in document["brands"].items()},
             brand_word_prior={k: (int(v[0]), int(v[1])) for k, v in document["brand_word_prior"].items()},
             brand_feature_prior={k: (int(v[0]), int(v[1])) for k, v in document["brand_feature_prior"].items()},
+            head_weights={k: float(v) for k, v in document["head_weights"].items()},
         )
 
 

@@ -52,6 +52,13 @@ def nominative_head(product: str) -> str:
     return f"{normal} {rest}" if rest else normal
 
 
+@lru_cache(maxsize=1 << 14)
+def grammar(word: str) -> str:
+    """pymorphy3's likeliest part of speech of ``word``, with the case for a noun (``NOUN:gent``, ``ADJF``)."""
+    tag = _analyzer().parse(word)[0].tag
+    return f"{tag.POS}:{tag.case}" if tag.POS == "NOUN" else str(tag.POS)
+
+
 _PROPER = frozenset({"Name", "Surn", "Patr", "Geox", "Orgn", "Trad"})
 
 
