@@ -13,10 +13,10 @@ is only allowed to write:
   still decides whether there is a brand and where it is; it can no longer misspell it while copying
   (``PAMPERS`` came out as ``Pamamamam``, ``ПРОСТОКВ`` as ``Простоквоквашино``);
 - as the category: one of the taxonomy's names, then the end of the answer.
-Within those, the model's scores get the lexicon's log-prior added, ``PRODUCT_PRIOR_WEIGHT`` times how
-often a candidate was the head noun in training strings, ``BRAND_PRIOR_WEIGHT`` times how likely the span
-(or "no brand") is the brand from how often its words were brand words, ``CATEGORY_PRIOR_WEIGHT`` times the
-naive-Bayes category prior of the string's words and of the product's head noun the row wrote. The bias is spread over a word's tokens (each token adds
+Within those, the model's scores get log-priors added: ``PRODUCT_PRIOR_WEIGHT`` times the head-noun
+ranker's (model/head_ranker.py), ``BRAND_PRIOR_WEIGHT`` times the brand ranker's over the spans and "no brand"
+(model/brand_ranker.py), ``CATEGORY_PRIOR_WEIGHT`` times the naive-Bayes category prior of the string's
+words and of the product's head noun the row wrote (model/lexicon.py). The bias is spread over a word's tokens (each token adds
 the change in the best prior still reachable), so a multi-token word gets its full prior once.
 The weights were chosen on the validation split (docs/model.md); the gold split never tuned anything.
 Strings without a Cyrillic word and without an implied head noun leave the product free.
@@ -31,6 +31,7 @@ from functools import lru_cache
 import torch
 from transformers import LogitsProcessor
 
+from model.brand_ranker import brand_log_priors, likeliest_head
 from model.head_ranker import head_log_priors
 from model.lexicon import Lexicon, brand_key
 from model.prompt import FIELD_SEPARATOR, NO_BRAND, PROMPT_PREFIX, PROMPT_SUFFIX
@@ -38,9 +39,9 @@ from model.prompt import FIELD_SEPARATOR, NO_BRAND, PROMPT_PREFIX, PROMPT_SUFFIX
 PRODUCT_FIELD = 1
 BRAND_FIELD = 2
 CATEGORY_FIELD = 3
-# Chosen on the validation split of the default model (2026-12-07; product, category): 0 → (75.8%, 67%),
-# 2 → (78.9%, -), 3 → (80.3%, 78.1%), 4 → (79.3%, -), 100 (the prior alone decides) → (72.3%, -); category 1.5.
-PRODUCT_PRIOR_WEIGHT = 3.0
+# Chosen on the validation split of the default model (2026-12-07). Product, with the head-noun ranker:
+# 3 / 6 / 10 / 20 / 100 → 82.0 / 82.2 / 83.0 / 83.0 / 82.8%; category: 0 → 67%, 1.5 → 78.1%.
+PRODUCT_PRIOR_WEIGHT = 10.0
 CATEGORY_PRIOR_WEIGHT = 1.5
 # The brand's: 0 / 1 / 2 / 3 / 5 gave validation brand 67.6 / 68.9 / 70.1 / 69.7 / 70.7% (noisy past 2; 5 ran slower).
 BRAND_PRIOR_WEIGHT = 2.0
@@ -81,11 +82,11 @@ class _Trie:
         return bool(self._complete)
 
 
-def brand_choices(item: str, lexicon: Lexicon) -> tuple[dict[str, float], float]:
-    """What the brand field may hold, with its log-prior (model/lexicon.py brand_log_priors): the item's
+def brand_choices(item: str, lexicon: Lexicon, head: str | None = None) -> tuple[dict[str, float], float]:
+    """What the brand field may hold, with its log-prior (model/brand_ranker.py): the item's
     spans of up to ``MAX_BRAND_WORDS`` words and the canonical spelling of the known brand aliases among
     them, in the model's lower case; and the log-prior of "no brand"."""
-    priors, none = lexicon.brand_log_priors(item, MAX_BRAND_WORDS)
+    priors, none = brand_log_priors(lexicon, item, MAX_BRAND_WORDS, head)
     choices = dict(priors)
     for span, prior in priors.items():
         known = lexicon.brands.get(brand_key(span))
@@ -162,13 +163,9 @@ class AnswerGrammar:
         products, brands, items = [], [], []
         for prompt in prompts:
             item = item_text(prompt)
-            products.append(
-                _Trie(
-                    (self.encode(word), self._product_weight * prior)
-                    for word, prior in sorted(head_log_priors(self._lexicon, item).items())
-                )
-            )
-            choices, none = brand_choices(item, self._lexicon)
+            heads = head_log_priors(self._lexicon, item)
+            products.append(_Trie((self.encode(word), self._product_weight * prior) for word, prior in sorted(heads.items())))
+            choices, none = brand_choices(item, self._lexicon, likeliest_head(self._lexicon, item, heads))
             brands.append(
                 _Trie(
                     [(self.encode(NO_BRAND), self._brand_weight * none)]

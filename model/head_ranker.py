@@ -6,7 +6,7 @@ neighbours say: an adjective before a noun (`камчатская соломка
 (`растишка творожок`, `харибо зефирки`), a noun after a preposition (`с днем рождения`) or in the
 instrumental (`пирожок с капустой`). The ranker scores each candidate by a weighted sum of such
 features and takes the softmax over the item's candidates; the weights are fitted on the training
-labels (training/head_ranker.py) and kept in the lexicon. On the validation split the ranker alone
+labels (training/rankers.py) and kept in the lexicon. On the validation split the ranker alone
 picks the labelled head noun for 84% of real items, the word record alone for 78% (docs/model.md).
 """
 

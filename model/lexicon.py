@@ -31,7 +31,7 @@ from model.grounding import to_cyrillic
 from model.product_noun import dictionary_reading, is_noun, nominative_head
 
 LEXICON_NAME = "lexicon.json"
-FORMAT = 3
+FORMAT = 4
 
 # Words: letters and digits, keeping register abbreviations whole (`т/б`, `ср-во`, `п-ты`, `ш/д`).
 _TOKEN = re.compile(r"[a-zа-я0-9]+(?:[/\-][a-zа-я]+)*")
@@ -96,6 +96,17 @@ def brand_word_features(text: str) -> list[tuple[str, str]]:
     return found
 
 
+def brand_word_flags(raw_name: str, brand: str | None) -> list[tuple[str, str, bool]]:
+    """The item's brand words with their features, and whether each prints a word of the labelled brand
+    (as it is, transliterated, or cut: `сочн` of Сочная)."""
+    targets = [brand_key(word) for word in tokens(brand or "")]
+    flagged = []
+    for word, feature in brand_word_features(raw_name):
+        key = brand_key(word)
+        flagged.append((word, feature, bool(key) and any(key == t or (len(key) >= 3 and t.startswith(key)) for t in targets)))
+    return flagged
+
+
 def spans(words: Sequence[str], longest: int = MAX_ALIAS_WORDS) -> Iterable[tuple[int, int]]:
     for start in range(len(words)):
         for end in range(start + 1, min(len(words), start + longest) + 1):
@@ -133,8 +144,10 @@ class Lexicon:
     # printed brand word → [times it was part of the item's labelled brand, times printed]; the same per feature
     brand_word_prior: Mapping[str, tuple[int, int]] = field(default_factory=dict)
     brand_feature_prior: Mapping[str, tuple[int, int]] = field(default_factory=dict)
-    # the head-noun ranker's weight per candidate feature (model/head_ranker.py, fitted by training/head_ranker.py)
+    # the head-noun ranker's weight per candidate feature (model/head_ranker.py, fitted by training/rankers.py)
     head_weights: Mapping[str, float] = field(default_factory=dict)
+    # the brand ranker's weight per option feature (model/brand_ranker.py, fitted by training/brand_ranker.py)
+    brand_weights: Mapping[str, float] = field(default_factory=dict)
 
     # ---------- products ----------
     def head_candidates(self, item: str) -> dict[str, str]:
@@ -173,7 +186,7 @@ class Lexicon:
         """log P(candidate is the head noun | it is offered so), smoothed: a word's own record where it has
         one, drawn towards its feature's record (a first printed noun usually is the head noun, a word
         opened from an abbreviation rarely). ``leave_out``: the head noun of a training item these counts
-        include, whose own offer is taken out (training/head_ranker.py learns from the others)."""
+        include, whose own offer is taken out (training/rankers.py fits on the others)."""
         own = 0 if leave_out is None else 1
         own_chosen = int(leave_out == candidate)
         feature_chosen, feature_offered = self.feature_prior.get(feature, (own_chosen, own))
@@ -222,29 +235,18 @@ class Lexicon:
                 best = match
         return best
 
-    def brand_word_probabilities(self, item: str) -> list[tuple[str, float]]:
+    def brand_word_probabilities(self, item: str, leave_out: bool = False, brand: str | None = None) -> list[tuple[str, float]]:
         """Each brand word of the item with P(it is part of the item's brand): its own record, smoothed
-        towards its feature's (model/lexicon.py brand_word_features)."""
+        towards its feature's (model/lexicon.py brand_word_features). ``leave_out``: the item is a training
+        item labelled with ``brand``, whose own counts are taken out (model/brand_ranker.py fits on them)."""
         found = []
-        for word, feature in brand_word_features(item):
-            feature_in, feature_seen = self.brand_feature_prior.get(feature, (0, 0))
-            expected = (feature_in + 0.5) / (feature_seen + 1.0)
-            part, printed = self.brand_word_prior.get(word, (0, 0))
-            found.append((word, (part + _FEATURE_WEIGHT * expected) / (printed + _FEATURE_WEIGHT)))
+        for word, feature, in_brand in brand_word_flags(item, brand):
+            own, own_in = (1, int(in_brand)) if leave_out else (0, 0)
+            feature_in, feature_seen = self.brand_feature_prior.get(feature, (own_in, own))
+            expected = (feature_in - own_in + 0.5) / (feature_seen - own + 1.0)
+            part, printed = self.brand_word_prior.get(word, (own_in, own))
+            found.append((word, (part - own_in + _FEATURE_WEIGHT * expected) / (printed - own + _FEATURE_WEIGHT)))
         return found
-
-    def brand_log_priors(self, item: str, longest: int) -> tuple[dict[str, float], float]:
-        """log P(the brand is this span) for the item's spans of up to ``longest`` words, and log P(no brand),
-        with the words independent: a span's words are brand words and its neighbours are not."""
-        words = self.brand_word_probabilities(item)
-        yes = [math.log(max(p, 1e-6)) for _, p in words]
-        no = [math.log(max(1.0 - p, 1e-6)) for _, p in words]
-        priors: dict[str, float] = {}
-        for start, end in spans([w for w, _ in words], longest):
-            score = sum(yes[start:end]) + (no[start - 1] if start else 0.0) + (no[end] if end < len(words) else 0.0)
-            span = " ".join(w for w, _ in words[start:end])
-            priors[span] = max(priors.get(span, score), score)
-        return priors, sum(no)
 
     # ---------- file ----------
     def to_json(self) -> dict:
@@ -261,6 +263,7 @@ class Lexicon:
             "brand_word_prior": {k: list(v) for k, v in sorted(self.brand_word_prior.items())},
             "brand_feature_prior": {k: list(v) for k, v in sorted(self.brand_feature_prior.items())},
             "head_weights": {k: round(v, 5) for k, v in sorted(self.head_weights.items())},
+            "brand_weights": {k: round(v, 5) for k, v in sorted(self.brand_weights.items())},
         }
 
     def write(self, directory: Path) -> Path:
@@ -284,6 +287,7 @@ class Lexicon:
             brand_word_prior={k: (int(v[0]), int(v[1])) for k, v in document["brand_word_prior"].items()},
             brand_feature_prior={k: (int(v[0]), int(v[1])) for k, v in document["brand_feature_prior"].items()},
             head_weights={k: float(v) for k, v in document["head_weights"].items()},
+            brand_weights={k: float(v) for k, v in document["brand_weights"].items()},
         )
 
 

@@ -32,7 +32,7 @@ from training.base_model import BaseModelConfig, pretrain_base
 from training.dataset import build as build_dataset
 from training.examples import LabeledExample, read_jsonl, write_jsonl
 from training.labels import gold_examples, read_rows, training_examples
-from training.head_ranker import with_head_ranker
+from training.rankers import with_rankers
 from training.lexicon import build_lexicon, shipped_brands
 from training.synth import generate
 from training.tokenizer import efficiency, train_tokenizer
@@ -112,7 +112,7 @@ def gold_accuracy(base: Path, adapter: Path, gold: list[LabeledExample]) -> dict
 def write_lexicon(adapter_dir: Path, train: list[LabeledExample], real_keys: frozenset[str]) -> dict:
     """The lexicon of the real items the adapter trained on (model/lexicon.py): never validation or gold."""
     real_train = [e for e in train if item_key(e.raw_name) in real_keys]
-    lexicon = with_head_ranker(build_lexicon(real_train, shipped_brands()), real_train)
+    lexicon = with_rankers(build_lexicon(real_train, shipped_brands()), real_train)
     lexicon.write(adapter_dir)
     return {"head_nouns": len(lexicon.head_nouns), "brand_aliases": len(lexicon.brands), "implied_heads": len(lexicon.implied_heads)}
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from rapidfuzz import fuzz
 
-from model.lexicon import Lexicon, brand_key, brand_word_features, spans, tokens
+from model.lexicon import Lexicon, brand_key, brand_word_flags, spans, tokens
 from training.examples import LabeledExample
 from training.scoring import fold, head_noun
 
@@ -71,17 +71,6 @@ def brand_aliases(raw_name: str, brand: str) -> list[str]:
         ):
             found.append(key)
     return found
-
-
-def brand_word_flags(raw_name: str, brand: str | None) -> list[tuple[str, str, bool]]:
-    """The item's brand words with their features, and whether each prints a word of the labelled brand
-    (as it is, transliterated, or cut: `сочн` of Сочная)."""
-    targets = [brand_key(word) for word in tokens(brand or "")]
-    flagged = []
-    for word, feature in brand_word_features(raw_name):
-        key = brand_key(word)
-        flagged.append((word, feature, bool(key) and any(key == t or (len(key) >= 3 and t.startswith(key)) for t in targets)))
-    return flagged
 
 
 def _head(product: str) -> str:

@@ -1,4 +1,4 @@
-"""The head-noun ranker (model/head_ranker.py) and its fit (training/head_ranker.py)."""
+"""The head-noun and brand rankers (model/head_ranker.py, model/brand_ranker.py) and their fit (training/rankers.py)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,10 @@ import math
 
 import pytest
 
+from model.brand_ranker import NO_BRAND_OPTION, brand_log_priors, brand_options
 from model.head_ranker import candidate_features, head_log_priors
 from training.examples import LabeledExample
-from training.head_ranker import fit_head_weights, with_head_ranker
+from training.rankers import fit_brand_weights, fit_head_weights, with_rankers
 from training.lexicon import build_lexicon
 
 
@@ -40,7 +41,7 @@ TRAIN = [
 
 @pytest.fixture(scope="module")
 def lexicon():
-    return with_head_ranker(build_lexicon(TRAIN), TRAIN)
+    return with_rankers(build_lexicon(TRAIN), TRAIN)
 
 
 def test_the_fit_learns_weights_and_the_lexicon_keeps_them(lexicon):
@@ -89,3 +90,62 @@ def test_without_weights_the_ranker_orders_by_the_word_record():
 
 def test_nothing_to_learn_from_gives_no_weights():
     assert fit_head_weights(build_lexicon([]), []) == {}
+
+
+# ---------- brands ----------
+
+BRANDED = TRAIN + [
+    example("сыр ламбер 50% вес", "Сыр", "Ламбер", "dairy"),
+    example("сыр ламбер полутвердый 230г", "Сыр", "Ламбер", "dairy"),
+    example("подгузники pampers 4 52шт", "Подгузники", "Pampers", "children_goods"),
+    example("шампунь syoss color 500мл", "Шампунь", "Syoss", "cosmetics"),
+    example("кофе jacobs monarch 95г", "Кофе растворимый", "Jacobs", "tea_coffee"),
+    example("чай greenfield earl grey 25пак", "Чай", "Greenfield", "tea_coffee"),
+    example("сок яблочный осветленный 1л", "Сок", None, "beverages"),
+]
+
+
+@pytest.fixture(scope="module")
+def branded():
+    return with_rankers(build_lexicon(BRANDED), BRANDED)
+
+
+def test_brand_priors_are_a_distribution_over_no_brand_and_the_printed_spans(branded):
+    priors, none = brand_log_priors(branded, "сыр ламбер 50% вес", 3)
+    assert set(priors) | {NO_BRAND_OPTION} == set(brand_options(branded, "сыр ламбер 50% вес", 3))
+    assert "сыр ламбер" in priors and "ламбер 50" in priors
+    assert math.exp(none) + sum(math.exp(p) for p in priors.values()) == pytest.approx(1.0)
+
+
+def test_without_weights_the_brand_prior_is_the_brand_word_record():
+    lexicon = build_lexicon(BRANDED)
+    assert not lexicon.brand_weights
+    # A span's words are brand words and its neighbours are not; "no brand" that none is.
+    priors, none = brand_log_priors(lexicon, "сыр ламбер 50% вес", 3)
+    assert max(priors, key=priors.get) == "ламбер"
+    assert none < priors["ламбер"] and priors["сыр ламбер"] < priors["ламбер"]
+    priors, none = brand_log_priors(lexicon, "сок яблочный 1л", 3)
+    assert none > max(priors.values())
+
+
+def test_the_fit_learns_that_known_aliases_are_brands_and_the_product_is_not(branded):
+    weights = branded.brand_weights
+    assert weights["alias"] > 0
+    assert weights["holds_head"] < 0
+    # Unseen strings: a known alias, an unknown Latin word, and none.
+    for item, brand in (("сыр ламбер сливочный 45% 1кг", "ламбер"), ("бальзам gliss 200мл", "gliss"), ("сок томатный 1л", NO_BRAND_OPTION)):
+        priors, none = brand_log_priors(branded, item, 3)
+        priors[NO_BRAND_OPTION] = none
+        assert max(priors, key=priors.get) == brand, (item, sorted(priors.items(), key=lambda t: -t[1])[:3])
+
+
+def test_a_training_items_own_label_is_left_out_of_the_alias_record(branded):
+    served = brand_options(branded, "сыр ламбер 50% вес", 3)["ламбер"]
+    fitted = brand_options(branded, "сыр ламбер 50% вес", 3, leave_out=True, brand="Ламбер")["ламбер"]
+    assert fitted["alias:evidence"] < served["alias:evidence"] and fitted["prior"] < served["prior"]
+    # An alias only this item printed is no alias once its own string is out.
+    assert "alias" not in brand_options(branded, "шампунь syoss color 500мл", 3, leave_out=True, brand="Syoss")["syoss"]
+
+
+def test_nothing_to_learn_from_gives_no_brand_weights():
+    assert fit_brand_weights(build_lexicon([]), []) == {}
