@@ -47,45 +47,16 @@ def _field(parts: list[str], index: int, limit: int) -> str | None:
     return value
 
 
-def _said_once(words: list[str]) -> list[str]:
-    """A small model repeats itself (`вода кубай кубай`, `20 л 20 л 20 л`, `каша с говядиной с говядиной`): a
-    word right after itself, a word of 3+ letters said before (with a short word said before just ahead of it:
-    `с`), and a number said before with the same unit after it (`2 шт по 2 кг` keeps both) are said once."""
-    kept: list[str] = []
-    said: set[tuple[str, str]] = set()
-
-    def short_and_said(word: str) -> bool:
-        return word.isalpha() and len(word) < 3 and (word.lower(), "") in said
-
-    at = 0
-    while at < len(words):
-        word = words[at].lower()
-        follows = words[at + 1].lower() if at + 1 < len(words) else ""
-        if numbers(word):
-            unit = follows if follows.isalpha() and len(follows) <= _UNIT_CHARS else ""
-            span = 2 if unit else 1
-            if (word, unit) not in said:
-                said.add((word, unit))
-                kept.extend(words[at : at + span])
-            at += span
-            continue
-        if len(word) >= 3 and (word, "") in said and kept and word != kept[-1].lower():
-            while kept and short_and_said(kept[-1]):
-                kept.pop()
-        elif not kept or word != kept[-1].lower():
-            said.add((word, ""))
-            kept.append(words[at])
-        at += 1
-    while len(kept) > 1 and short_and_said(kept[-1]) and kept[-1].lower() in {w.lower() for w in kept[:-1]}:
-        kept.pop()
-    return kept
-
-
 def _grounded_name(normalized: str, raw_name: str, brand: str | None) -> str:
     """The model's name without the words and numbers the string does not support (model/grounding.py), a
     short unit after a dropped number going with it (`90 г`); the string itself, cleaned, when that leaves
     less than half of the name: a name must invent nothing."""
+    # A small model stutters (`вода кубай кубай`, `3,2% 3,2%`): a word right after itself is said once.
+    words = normalized.split()
+    normalized = " ".join(w for i, w in enumerate(words) if i == 0 or w.lower() != words[i - 1].lower())
     unsupported, judged = unsupported_words(normalized, raw_name, brand)
+    if not unsupported:
+        return normalized
     bad = set(unsupported)
     kept: list[str] = []
     dropped_number = False
@@ -95,10 +66,9 @@ def _grounded_name(normalized: str, raw_name: str, brand: str | None) -> str:
         if unit_of_dropped or dropped_number or bad & set(letter_runs(word)):
             continue
         kept.append(word)
-    # Judged before repeats are dropped: a name that mostly repeats unsupported words is no name.
     if judged - len(unsupported) < judged / 2 or not kept:
         return clean_raw_name(raw_name).lower()
-    return " ".join(_said_once(kept))
+    return " ".join(kept)
 
 
 def parse_answer(answer: str, raw_name: str, taxonomy: Taxonomy, known_brand: BrandMatch | None = None) -> ParsedAnswer:
