@@ -31,8 +31,8 @@ from functools import lru_cache
 import torch
 from transformers import LogitsProcessor
 
-from model.brand_ranker import brand_log_priors, likeliest_head
-from model.head_ranker import head_log_priors
+from model.brand_ranker import brand_log_priors
+from model.head_ranker import head_log_priors, likeliest_head
 from model.lexicon import Lexicon, brand_key
 from model.prompt import FIELD_SEPARATOR, NO_BRAND, PROMPT_PREFIX, PROMPT_SUFFIX
 

@@ -6,7 +6,7 @@ words and its neighbours not (the lexicon's brand-word records, model/lexicon.py
 alias and how often that alias meant its brand, its length and place, Latin or quoted, digits, whether it
 holds the product's likeliest head noun; "no brand" gets how unlikely a brand the string's words are.
 The score is a weighted sum, the prior the softmax over the options; the weights are fitted on the
-training labels (training/brand_ranker.py) and kept in the lexicon. Measured: docs/model.md.
+training labels (training/rankers.py) and kept in the lexicon. Measured: docs/model.md.
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ from __future__ import annotations
 import math
 import re
 
-from model.head_ranker import head_log_priors
-from model.lexicon import Lexicon, brand_key, brand_word_features, spans
+from model.head_ranker import likeliest_head
+from model.lexicon import Lexicon, brand_key, spans
+from model.log_linear import log_normalised, weighted
 
 NO_BRAND_OPTION = ""
 _DIGIT = re.compile(r"\d")
@@ -32,10 +33,10 @@ def brand_options(
     taken out of the lexicon's records. ``head``: the product's likeliest head noun, when already known."""
     item = item.lower()
     probabilities = lexicon.brand_word_probabilities(item, leave_out, brand)
-    features = [feature for _, feature in brand_word_features(item)]
-    words = [word for word, _ in probabilities]
-    yes = [math.log(max(p, 1e-6)) for _, p in probabilities]
-    no = [math.log(max(1.0 - p, 1e-6)) for _, p in probabilities]
+    words = [word for word, _, _ in probabilities]
+    features = [feature for _, feature, _ in probabilities]
+    yes = [math.log(max(p, 1e-6)) for _, _, p in probabilities]
+    no = [math.log(max(1.0 - p, 1e-6)) for _, _, p in probabilities]
     if head is None:
         head = likeliest_head(lexicon, item)
     label = brand_key(brand or "")
@@ -80,21 +81,9 @@ def brand_options(
     return options
 
 
-def _scores(lexicon: Lexicon, options: dict[str, dict[str, float]]) -> dict[str, float]:
-    weights = lexicon.brand_weights or _PRIOR_ONLY
-    return {option: sum(weights.get(name, 0.0) * value for name, value in x.items()) for option, x in options.items()}
-
-
-def likeliest_head(lexicon: Lexicon, item: str, priors: dict[str, float] | None = None) -> str:
-    """The head-noun ranker's first choice ("" when the item offers none)."""
-    priors = head_log_priors(lexicon, item) if priors is None else priors
-    return max(priors, key=priors.get) if priors else ""
-
-
 def brand_log_priors(lexicon: Lexicon, item: str, longest: int, head: str | None = None) -> tuple[dict[str, float], float]:
     """log P(the brand is this span) for the item's spans of up to ``longest`` words, and log P(no brand)."""
-    scores = _scores(lexicon, brand_options(lexicon, item, longest, head=head))
-    top = max(scores.values())
-    norm = top + math.log(sum(math.exp(s - top) for s in scores.values()))
-    none = scores.pop(NO_BRAND_OPTION) - norm
-    return {span: score - norm for span, score in scores.items()}, none
+    options = brand_options(lexicon, item, longest, head=head)
+    priors = log_normalised(weighted(lexicon.brand_weights or _PRIOR_ONLY, options))
+    none = priors.pop(NO_BRAND_OPTION)
+    return priors, none

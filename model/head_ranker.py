@@ -12,10 +12,10 @@ picks the labelled head noun for 84% of real items, the word record alone for 78
 
 from __future__ import annotations
 
-import math
 import re
 
 from model.lexicon import Lexicon, tokens
+from model.log_linear import log_normalised, weighted
 from model.product_noun import grammar, is_dictionary_word, is_noun
 
 _CYRILLIC = re.compile(r"[а-я]")
@@ -68,13 +68,10 @@ def candidate_features(lexicon: Lexicon, item: str, leave_out: str | None = None
 def head_log_priors(lexicon: Lexicon, item: str) -> dict[str, float]:
     """log P(candidate is the head noun) over the item's candidates. A lexicon without ranker weights
     ranks by the word's record alone."""
-    weights = lexicon.head_weights or {"record": 1.0}
-    scores = {
-        candidate: sum(weights.get(name, 0.0) * value for name, value in x.items())
-        for candidate, x in candidate_features(lexicon, item).items()
-    }
-    if not scores:
-        return {}
-    top = max(scores.values())
-    norm = top + math.log(sum(math.exp(s - top) for s in scores.values()))
-    return {candidate: score - norm for candidate, score in scores.items()}
+    return log_normalised(weighted(lexicon.head_weights or {"record": 1.0}, candidate_features(lexicon, item)))
+
+
+def likeliest_head(lexicon: Lexicon, item: str, priors: dict[str, float] | None = None) -> str:
+    """The ranker's first choice ("" when the item offers none); ``priors``: ``head_log_priors``, when known."""
+    priors = head_log_priors(lexicon, item) if priors is None else priors
+    return max(priors, key=priors.get) if priors else ""

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from model.grounding import to_cyrillic
+from model.log_linear import log_normalised
 from model.product_noun import dictionary_reading, is_noun, nominative_head
 
 LEXICON_NAME = "lexicon.json"
@@ -215,9 +216,7 @@ class Lexicon:
             for seen in evidence:
                 score += math.log((seen.get(category, 0) + 0.5 * prior) / (sum(seen.values()) + 0.5)) - math.log(prior)
             scores[category] = score
-        top = max(scores.values())
-        norm = top + math.log(sum(math.exp(s - top) for s in scores.values()))
-        return {category: score - norm for category, score in scores.items()}
+        return log_normalised(scores)
 
     # ---------- brands ----------
     def brand_in(self, item: str) -> BrandMatch | None:
@@ -235,8 +234,8 @@ class Lexicon:
                 best = match
         return best
 
-    def brand_word_probabilities(self, item: str, leave_out: bool = False, brand: str | None = None) -> list[tuple[str, float]]:
-        """Each brand word of the item with P(it is part of the item's brand): its own record, smoothed
+    def brand_word_probabilities(self, item: str, leave_out: bool = False, brand: str | None = None) -> list[tuple[str, str, float]]:
+        """Each brand word of the item, its feature, and P(it is part of the item's brand): its own record, smoothed
         towards its feature's (model/lexicon.py brand_word_features). ``leave_out``: the item is a training
         item labelled with ``brand``, whose own counts are taken out (model/brand_ranker.py fits on them)."""
         found = []
@@ -245,7 +244,7 @@ class Lexicon:
             feature_in, feature_seen = self.brand_feature_prior.get(feature, (own_in, own))
             expected = (feature_in - own_in + 0.5) / (feature_seen - own + 1.0)
             part, printed = self.brand_word_prior.get(word, (own_in, own))
-            found.append((word, (part - own_in + _FEATURE_WEIGHT * expected) / (printed - own + _FEATURE_WEIGHT)))
+            found.append((word, feature, (part - own_in + _FEATURE_WEIGHT * expected) / (printed - own + _FEATURE_WEIGHT)))
         return found
 
     # ---------- file ----------

@@ -81,12 +81,13 @@ def test_a_word_often_chosen_outranks_a_word_rarely_chosen(lexicon):
 
 def test_brand_word_prior_learns_which_kinds_of_printed_words_are_brands(lexicon):
     # No label names `хуггис` or `huggies`: an unknown or Latin word is likelier a brand than a dictionary word.
-    words = dict(lexicon.brand_word_probabilities("подгузники huggies 4 хуггис"))
+    words = {word: p for word, _, p in lexicon.brand_word_probabilities("подгузники huggies 4 хуггис")}
     assert words["huggies"] > words["подгузники"]
     assert words["хуггис"] > words["подгузники"]
     # A training item's own label is taken out of the records it is scored with.
-    own = dict(lexicon.brand_word_probabilities("сыр ламбер 50% вес", leave_out=True, brand="Ламбер"))
-    assert own["ламбер"] < dict(lexicon.brand_word_probabilities("сыр ламбер 50% вес"))["ламбер"]
+    own = {word: p for word, _, p in lexicon.brand_word_probabilities("сыр ламбер 50% вес", leave_out=True, brand="Ламбер")}
+    served = {word: p for word, _, p in lexicon.brand_word_probabilities("сыр ламбер 50% вес")}
+    assert own["ламбер"] < served["ламбер"]
 
 
 def test_category_prior_follows_the_words_seen_with_each_category(lexicon):
