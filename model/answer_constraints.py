@@ -20,12 +20,19 @@ words and of the product's head noun the row wrote (model/lexicon.py). The bias 
 the change in the best prior still reachable), so a multi-token word gets its full prior once.
 The weights were chosen on the validation split (docs/model.md); the gold split never tuned anything.
 Strings without a Cyrillic word and without an implied head noun leave the product free.
+
+The two free fields have a length budget: the name at most ``NAME_TOKEN_MARGIN`` tokens longer than the
+item, the product at most ``PRODUCT_TOKEN_MARGIN`` longer, both short enough that the fields after them still
+fit in ``max_new_tokens``; at the budget the field ends. On strings it cannot read the small model copied
+the name in a loop (`зисманло карманом карманом …`) until ``max_new_tokens`` and the answer never reached its
+product: 8 of the 1,304 gold items were ``malformed_answer``.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 
 import torch
@@ -45,6 +52,11 @@ PRODUCT_PRIOR_WEIGHT = 10.0
 CATEGORY_PRIOR_WEIGHT = 1.5
 # The brand's: 0 / 1 / 2 / 3 / 5 gave validation brand 67.6 / 68.9 / 70.1 / 69.7 / 70.7% (noisy past 2; 5 ran slower).
 BRAND_PRIOR_WEIGHT = 2.0
+# Tokens a training answer's field had beyond its item's (training/data, 12,428 answers): the name at most 17
+# (capitals and opened abbreviations cost tokens: `йогурт питьевой растишка …` → `Йогурт питьевой Растишка …`),
+# only 6 answers more than 15; the product at most 8.
+NAME_TOKEN_MARGIN = 16
+PRODUCT_TOKEN_MARGIN = 8
 # Labelled brands of 4+ words are rare (`Аллея источников` is 2); a longer span is a product description.
 MAX_BRAND_WORDS = 3
 
@@ -80,6 +92,9 @@ class _Trie:
 
     def __bool__(self) -> bool:
         return bool(self._complete)
+
+    def longest(self) -> int:
+        return max(map(len, self._complete), default=0)
 
 
 def brand_choices(item: str, lexicon: Lexicon, head: str | None = None) -> tuple[dict[str, float], float]:
@@ -157,10 +172,11 @@ class AnswerGrammar:
             field += self.separators.get(token, 0)
         return fields.get(PRODUCT_FIELD), fields.get(BRAND_FIELD), fields.get(CATEGORY_FIELD)
 
-    def processor(self, prompts: Sequence[str], guard: LogitsProcessor | None = None) -> AnswerConstraints:
-        """The processor for one batch; the caller holds the tokenizer (encoding new words). ``guard``: the
-        repetition guard (model/generation.py), applied here to every row except those the grammar pins."""
-        products, brands, items = [], [], []
+    def processor(self, prompts: Sequence[str], max_new_tokens: int, guard: LogitsProcessor | None = None) -> AnswerConstraints:
+        """The processor for one batch of answers of at most ``max_new_tokens``; the caller holds the tokenizer
+        (encoding new words). ``guard``: the repetition guard (model/generation.py), applied here to every row
+        except those the grammar pins."""
+        products, brands, items, budgets = [], [], [], []
         for prompt in prompts:
             item = item_text(prompt)
             heads = head_log_priors(self._lexicon, item)
@@ -174,7 +190,20 @@ class AnswerGrammar:
                 )
             )
             items.append(item)
-        return AnswerConstraints(self, products, brands, items, guard)
+            budgets.append(self._budget(item, brands[-1], max_new_tokens))
+        return AnswerConstraints(self, products, brands, items, guard, budgets)
+
+    def _budget(self, item: str, brands: _Trie, max_new_tokens: int) -> _Budget:
+        """Where one row's free fields must end: the name's last position, and the product's length and last
+        position, leaving room for a product's first word, the longest brand, the longest category and the seams."""
+        length = len(self.encode(item))
+        after_product = brands.longest() + max(map(len, self._categories.values())) + 3
+        product_end = max_new_tokens - after_product
+        return _Budget(
+            name_end=max(1, min(length + NAME_TOKEN_MARGIN, product_end - PRODUCT_TOKEN_MARGIN)),
+            product_length=length + PRODUCT_TOKEN_MARGIN,
+            product_end=product_end,
+        )
 
     def category_trie(self, item: str, product_tokens: Sequence[int]) -> _Trie:
         """The taxonomy's names, weighted by the prior of the string's words and of the product the row wrote."""
@@ -200,6 +229,13 @@ def _separator_tokens(tokenizer) -> tuple[dict[int, int], list[int]]:
     if not separators:
         raise ValueError(f"the tokenizer has no token for the field separator {FIELD_SEPARATOR!r}")
     return separators, stray
+
+
+@dataclass(frozen=True)
+class _Budget:
+    name_end: int
+    product_length: int
+    product_end: int
 
 
 @lru_cache(maxsize=4)
@@ -232,7 +268,13 @@ class AnswerConstraints(LogitsProcessor):
     """A logits processor for one batch of serving prompts (greedy or sampled, left-padded)."""
 
     def __init__(
-        self, grammar: AnswerGrammar, products: list[_Trie], brands: list[_Trie], items: list[str], guard: LogitsProcessor | None = None
+        self,
+        grammar: AnswerGrammar,
+        products: list[_Trie],
+        brands: list[_Trie],
+        items: list[str],
+        guard: LogitsProcessor | None,
+        budgets: list[_Budget],
     ) -> None:
         self._grammar = grammar
         # Not applied where the grammar pins a row to its trie: there every sequence is finite, so nothing can
@@ -244,6 +286,8 @@ class AnswerConstraints(LogitsProcessor):
         self._products = products
         self._brands = brands
         self._items = items
+        self._budgets = budgets
+        self._separator = min(grammar.brand_ends)
         # A row's category trie is built when the row reaches its category, weighted by the product it wrote.
         self._categories: list[_Trie | None] = [None] * len(items)
         self._prompt_length: int | None = None
@@ -274,6 +318,10 @@ class AnswerConstraints(LogitsProcessor):
             out[:, self._stray] = float("-inf")
         for row, tokens in enumerate(self._tokens):
             field, field_start, starts = self._field[row], self._field_start[row], self._starts[row]
+            if self._over_budget(row, field, len(tokens), field_start):
+                out[row] = torch.full_like(scores[row], float("-inf"))
+                out[row, self._separator] = 0.0
+                continue
             if field == PRODUCT_FIELD:
                 trie, end_tokens = self._products[row], self._word_ends
             elif field == BRAND_FIELD:
@@ -301,3 +349,11 @@ class AnswerConstraints(LogitsProcessor):
             masked[keep] = scores[row, keep] + bias
             out[row] = masked
         return out
+
+    def _over_budget(self, row: int, field: int, position: int, field_start: int) -> bool:
+        budget = self._budgets[row]
+        if field == 0:
+            return position >= budget.name_end
+        if field == PRODUCT_FIELD and position > field_start:
+            return position - field_start >= budget.product_length or position >= budget.product_end
+        return False

@@ -131,7 +131,7 @@ class BatchGenerator(TokenizingGenerator):
             guard = NoRepeatNGramLogitsProcessor(self.no_repeat_ngram_size) if self.no_repeat_ngram_size else None
             with self._tokenizer_lock:
                 # Under the grammar the guard is applied by the grammar's processor, outside the spans it pins.
-                processors = LogitsProcessorList([self._grammar.processor(prompts, guard), recorder] if self._grammar else [])
+                processors = LogitsProcessorList([self._grammar.processor(prompts, self.max_new_tokens, guard), recorder] if self._grammar else [])
             output = self._model.generate(
                 **inputs,
                 max_new_tokens=self.max_new_tokens,
