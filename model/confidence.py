@@ -62,15 +62,18 @@ class IsotonicMap:
 
 
 def fit_isotonic(scores: Sequence[float], outcomes: Sequence[bool]) -> IsotonicMap:
-    """Pool adjacent violators over the items sorted by score; each block's rate is smoothed (+0.5 / +1),
-    so a block of three right items says 0.875, not a certain 1.0."""
+    """Pool adjacent violators over the items' distinct scores; each block's rate is smoothed (+0.5 / +1),
+    so a block of three right items says 0.875, not a certain 1.0. Items of one score are one block from the
+    start: pooled one by one, the wrong items at a score (sorted first) merged down into the block below and
+    left the right ones a block of their own (422 validation products at the top score, 88% right, said 0.999)."""
+    tallies: dict[float, list[float]] = {}
+    for score, right in zip(scores, outcomes):
+        tally = tallies.setdefault(score, [0.0, 0.0])
+        tally[0] += right
+        tally[1] += 1
     blocks: list[list[float]] = []  # [first score, right, count]
-    for score, right in sorted(zip(scores, outcomes)):
-        if blocks and blocks[-1][0] == score:
-            blocks[-1][1] += right
-            blocks[-1][2] += 1
-        else:
-            blocks.append([score, float(right), 1.0])
+    for score in sorted(tallies):
+        blocks.append([score, *tallies[score]])
         while len(blocks) > 1 and blocks[-2][1] / blocks[-2][2] >= blocks[-1][1] / blocks[-1][2]:
             _, right_last, count_last = blocks.pop()
             blocks[-1][1] += right_last

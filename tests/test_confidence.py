@@ -42,6 +42,16 @@ def test_isotonic_map_is_monotone_and_never_certain_from_a_few_items():
     assert 0.0 < values[0] and values[-1] < 1.0
 
 
+def test_items_of_one_score_are_calibrated_together_whatever_their_outcomes():
+    # The shape of a product signal: most items at exactly 1.0, 88% of them right, a few below at 50%.
+    scores = [0.4] * 20 + [1.0] * 100
+    outcomes = [i % 2 == 0 for i in range(20)] + [i % 100 < 88 for i in range(100)]
+    mapping = fit_isotonic(scores, outcomes)
+    assert mapping(1.0) == pytest.approx(88.5 / 101)
+    assert mapping(0.4) == pytest.approx(10.5 / 21)
+    assert expected_calibration_error([mapping(s) for s in scores], outcomes) < 0.01
+
+
 def test_calibration_fixes_an_overconfident_signal():
     # A raw signal of 0.9 that is right half the time: ECE 0.4 raw, near 0 once calibrated.
     signals = [Signals(0.9, 0.9, 0.9, "model")] * 200
