@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 CALIBRATION_NAME = "calibration.json"
-FORMAT = 1
+# 2: ties pooled before PAV (fit_isotonic); a format-1 file holds the miscalibrated maps and is refused.
+FORMAT = 2
 BRAND_BASES = ("lexicon_agreed", "lexicon", "model", "none", "dropped")
 GROUPS = ("product", "category", *(f"brand:{basis}" for basis in BRAND_BASES))
 

@@ -154,6 +154,19 @@ def test_a_missing_model_path_fails_fast_with_the_build_command_in_the_message(t
         load_model(ModelSpec(base_path=tmp_path / "nowhere"))
 
 
+def test_the_build_rebuilds_a_model_whose_calibration_older_code_wrote(default_model, tmp_path):
+    import json
+    import shutil
+
+    from training.build_default_model import _stale_reason
+
+    assert _stale_reason(default_model.base.parent) is None
+    shutil.copytree(default_model.adapter, tmp_path / "adapter")
+    calibration = tmp_path / "adapter" / "calibration.json"
+    calibration.write_text(json.dumps({**json.loads(calibration.read_text()), "format": 1}))
+    assert "not a readable calibration (format 1" in _stale_reason(tmp_path)
+
+
 def test_a_directory_without_a_model_fails_fast_naming_what_is_missing(tmp_path):
     with pytest.raises(ModelNotFound, match="holds no config.json"):
         load_model(ModelSpec(base_path=tmp_path))

@@ -23,8 +23,9 @@ from pathlib import Path
 
 import torch
 
-from model.confidence import fit_calibration
+from model.confidence import fit_calibration, read_calibration
 from model.item_key import item_key
+from model.lexicon import read_lexicon
 from model.loader import MANIFEST_NAME, ModelSpec, load_model
 from model.version import weights_version
 from schemas.taxonomy import load_taxonomy
@@ -218,6 +219,16 @@ def build(out: Path, seed: int) -> dict:
     return manifest
 
 
+def _stale_reason(out: Path) -> str | None:
+    """Why the model in ``out`` was built by older code (a lexicon or calibration format this code refuses), or None."""
+    try:
+        read_lexicon(out / "adapter")
+        read_calibration(out / "adapter")
+    except ValueError as error:
+        return str(error)
+    return None
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
@@ -225,8 +236,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--force", action="store_true", help="rebuild even if a model is already there")
     args = parser.parse_args(argv)
     if (args.out / MANIFEST_NAME).exists() and not args.force:
-        print(f"{args.out} already holds a model (use --force to rebuild)")
-        return
+        stale = _stale_reason(args.out)
+        if stale is None:
+            print(f"{args.out} already holds a model (use --force to rebuild)")
+            return
+        print(f"{args.out} holds a model this code cannot serve ({stale}); rebuilding it")
     if args.out.exists():
         shutil.rmtree(args.out)
     manifest = build(args.out, args.seed)
