@@ -33,6 +33,7 @@ def draw(report: dict, out: Path) -> None:
                     title=f"Reliability, {confidence['items']} gold items")
     reliability.legend(loc="upper left", fontsize=8)
     for name, rows in confidence["curves"].items():
+        rows = [r for r in rows if r["precision"] is not None]  # a threshold that keeps nothing has no precision
         curves.plot([r["coverage"] for r in rows], [r["precision"] for r in rows], marker=".", label=name)
         for row in rows[::2]:
             curves.annotate(f"{row['threshold']:.1f}", (row["coverage"], row["precision"]), fontsize=7, alpha=0.7)

@@ -120,9 +120,11 @@ def test_output_contract_round_trip_with_confidence():
 def test_keep_curve_trades_coverage_for_precision():
     confidences = [0.1, 0.5, 0.9, 0.95]
     right = [False, False, True, True]
-    curve = {row["threshold"]: row for row in keep_curve(confidences, right, [True] * 4, (0.0, 0.5, 0.9))}
+    curve = {row["threshold"]: row for row in keep_curve(confidences, right, [True] * 4, (0.0, 0.5, 0.9, 0.99))}
     assert (curve[0.0]["coverage"], curve[0.0]["precision"]) == (1.0, 0.5)
     assert (curve[0.9]["coverage"], curve[0.9]["precision"]) == (0.5, 1.0)
+    # Nothing kept: no precision to report (not a 0% that a plot would draw as the worst point).
+    assert (curve[0.99]["coverage"], curve[0.99]["precision"]) == (0.0, None)
 
 
 def test_a_field_people_corrected_is_never_withheld_for_the_models_doubt():

@@ -36,7 +36,11 @@ def test_evaluation_writes_consistent_json_and_markdown_reports(default_model, t
     assert scores["parsed"] == pytest.approx((report["statuses"].get("ok", 0) + report["statuses"].get("low_confidence", 0)) / 40)
     confidence = report["confidence"]
     assert set(confidence["ece"]) == {"product", "brand", "category"}
-    assert all(0 <= row["coverage"] <= 1 and 0 <= row["precision"] <= 1 for curve in confidence["curves"].values() for row in curve)
+    rows = [row for curve in confidence["curves"].values() for row in curve]
+    assert all(0 <= row["coverage"] <= 1 for row in rows)
+    # A threshold that keeps nothing has no precision; every other has one.
+    assert all((row["precision"] is None) == (row["coverage"] == 0) for row in rows)
+    assert all(0 <= row["precision"] <= 1 for row in rows if row["precision"] is not None)
     assert all(e["confidence"] is not None for e in examples)
     assert sum(row["support"] for row in report["per_category"].values()) == 40
     assert 0 <= scores["category_macro_f1"] <= 1 and scores["items_per_second"] > 0

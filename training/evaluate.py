@@ -267,7 +267,8 @@ def confidence_markdown(report: dict) -> str:
     for index, threshold in enumerate(thresholds):
         cells = []
         for curve in report["curves"].values():
-            cells += [f"{curve[index]['coverage']:.0%}", f"{curve[index]['precision']:.0%}"]
+            precision = curve[index]["precision"]
+            cells += [f"{curve[index]['coverage']:.0%}", "–" if precision is None else f"{precision:.0%}"]
         lines.append(f"| {threshold:.2f} | " + " | ".join(cells) + " |")
     lines += ["", "Reliability (confidence bin: items, mean confidence → share right):"]
     for name, rows in report["reliability"].items():

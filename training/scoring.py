@@ -300,7 +300,8 @@ def calibration_errors(confidences: Sequence[dict[str, float]], points: Sequence
 def keep_curve(
     confidences: Sequence[float], right: Sequence[bool], present: Sequence[bool], thresholds: Sequence[float] = CURVE_THRESHOLDS
 ) -> list[dict[str, float]]:
-    """Coverage and precision of a field at each threshold; ``present``: the item outputs the field at all."""
+    """Coverage and precision of a field at each threshold; ``present``: the item outputs the field at all.
+    Where a threshold keeps nothing, precision is None: no kept answer is right or wrong."""
     rows = []
     for threshold in thresholds:
         kept = [r for c, r, p in zip(confidences, right, present, strict=True) if p and c >= threshold]
@@ -308,7 +309,7 @@ def keep_curve(
             {
                 "threshold": threshold,
                 "coverage": len(kept) / len(confidences) if confidences else 0.0,
-                "precision": sum(kept) / len(kept) if kept else 0.0,
+                "precision": sum(kept) / len(kept) if kept else None,
             }
         )
     return rows
