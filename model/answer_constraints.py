@@ -52,9 +52,9 @@ PRODUCT_PRIOR_WEIGHT = 10.0
 CATEGORY_PRIOR_WEIGHT = 1.5
 # The brand's: 0 / 1 / 2 / 3 / 5 gave validation brand 67.6 / 68.9 / 70.1 / 69.7 / 70.7% (noisy past 2; 5 ran slower).
 BRAND_PRIOR_WEIGHT = 2.0
-# Tokens a training answer's field had beyond its item's (training/data, 12,428 answers): the name at most 17
+# Tokens a training answer's field had beyond its item's (training/data, 12,428 answers): the name up to 17
 # (capitals and opened abbreviations cost tokens: `йогурт питьевой растишка …` → `Йогурт питьевой Растишка …`),
-# only 6 answers more than 15; the product at most 8.
+# 1 answer past 16 and 5 past 15; the product up to 8.
 NAME_TOKEN_MARGIN = 16
 PRODUCT_TOKEN_MARGIN = 8
 # Labelled brands of 4+ words are rare (`Аллея источников` is 2); a longer span is a product description.

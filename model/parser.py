@@ -12,7 +12,7 @@ from model.grounding import brand_is_grounded, letter_runs, numbers, unsupported
 from model.casing import restore_case
 from model.confidence import FieldConfidence, Signals
 from model.lexicon import BrandMatch
-from model.product_noun import nominative_head
+from model.product_noun import grammar, is_dictionary_word, nominative_head
 from model.prompt import FIELD_SEPARATOR, NO_BRAND, clean_raw_name
 from schemas.events import ItemStatus
 from schemas.taxonomy import Category, Taxonomy, UnknownCategory
@@ -22,6 +22,10 @@ MAX_FIELD_CHARS = 80
 _FIELD_COUNT = 4
 # `г`, `кг`, `мл`, `шт`: a word this short right after a dropped number is its unit.
 _UNIT_CHARS = 3
+# Parts of speech that cannot end a product (pymorphy3): prepositions, conjunctions, particles.
+_DANGLING = frozenset({"PREP", "CONJ", "PRCL"})
+# A printed cut word a product word may spell out: shorter ones (`укр`, `доб`) began garbled copies (`укроскрос`).
+_CUT_WORD_LETTERS = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +75,36 @@ def _grounded_name(normalized: str, raw_name: str, brand: str | None) -> str:
     return " ".join(kept)
 
 
+def _garbled(part: str, printed: list[str]) -> bool:
+    """An unprinted part of a product word that is no word: a number, or Cyrillic letters neither in pymorphy3's
+    dictionary nor spelling out a printed cut word (`антицелл` → `антицеллюлитный`, which the dictionary lacks).
+    pymorphy3 judges Cyrillic only: an unprinted Latin term stays (`Кабель USB`)."""
+    if part.isdigit():
+        return True
+    return not part.isascii() and not is_dictionary_word(part) and not any(part.startswith(cut) for cut in printed)
+
+
+def _grounded_product(product: str, raw_name: str, brand: str | None) -> str:
+    """The product's first word (the decoder writes only one the string offers: model/answer_constraints.py)
+    and the words after it up to the first that the string does not support and that is no word either: the
+    rest of the product is decoded freely, and on strings it cannot read the small model wrote garbled copies
+    (`Набор укроскрос` for `нб 3шт укр/roya`, `Печенье кевикевикевикев`). A word it adds that the string does
+    not print but the dictionary knows stays (`Резинка жевательная` for `орбит`), and so does a Latin one; a
+    preposition or conjunction left at the end goes (`Набор для`)."""
+    words = product.split()
+    printed = [run for run in letter_runs(raw_name) if run.isalpha() and len(run) >= _CUT_WORD_LETTERS]
+    kept = words[:1]
+    for word in words[1:]:
+        unsupported, _ = unsupported_words(word, raw_name, brand)
+        if any(_garbled(part, printed) for part in unsupported):
+            # Cut here: a preposition or conjunction left at the end goes with what it introduced.
+            while len(kept) > 1 and grammar(kept[-1].lower()) in _DANGLING:
+                kept.pop()
+            break
+        kept.append(word)
+    return " ".join(kept)
+
+
 def parse_answer(answer: str, raw_name: str, taxonomy: Taxonomy, known_brand: BrandMatch | None = None) -> ParsedAnswer:
     """Parse ``normalized##product##brand##category``; fields that cannot be trusted fall back.
 
@@ -100,6 +134,8 @@ def parse_answer(answer: str, raw_name: str, taxonomy: Taxonomy, known_brand: Br
         brand = known_brand.brand
     if normalized is not None:
         normalized = _grounded_name(normalized, raw_name, brand)
+    if product is not None:
+        product = _grounded_product(product, raw_name, brand)
     category_text = parts[-1] if len(parts) >= _FIELD_COUNT else ""
 
     normalized, product, brand = restore_case(normalized, product, brand)

@@ -146,3 +146,16 @@ def test_a_name_invents_nothing_words_the_string_does_not_support_go():
     assert bleach.normalized_name == "Отбеливатель 1 л 1 л"
     water = parse_answer("вода кубай кубай 1,5 л##вода##кубай##напитки", "вода кубай негаз. 1,5 л", TAXONOMY)
     assert water.normalized_name == "Вода Кубай 1,5 л"
+
+
+def test_a_product_ends_before_a_garbled_word_the_string_does_not_print():
+    category = "товары для дома"
+    # The first word is the decoder's (a word the string offers); after it a garbled copy ends the product,
+    # with the preposition it leaves hanging.
+    assert parse_answer(f"набор##набор укроскрос##-##{category}", "7 нб 3шт укр/roya/xq41", TAXONOMY).product == "Набор"
+    assert parse_answer(f"шнур##шнур для штов##-##{category}", "шнур бытовой д-4 мм 20 м шт", TAXONOMY).product == "Шнур"
+    # A number the string does not print is no word either.
+    assert parse_answer(f"мин##мин 8 в##-##{category}", "хо шо мин", TAXONOMY).product == "Мин"
+    # Printed words, opened abbreviations and dictionary words the model adds stay.
+    assert parse_answer("мешки д/мусора##мешки для мусора##-##товары для дома", "меш д/мусора 30л", TAXONOMY).product == "Мешки для мусора"
+    assert parse_answer("орбит##резинка жевательная##орбит##сладости и десерты", "орбит 14г сладкий лайм", TAXONOMY).product == "Резинка жевательная"

@@ -38,7 +38,13 @@ def test_every_generated_answer_parses_back_to_its_own_fields(examples):
         assert parsed.category.id == example.category
         # The answer is lower case (model/prompt.py); the parser restores display case, which for
         # mixed-case words inside a name (`USB-C`, `Вт`) is lower case: compared without case.
-        assert folded(parsed.product, parsed.brand) == folded(example.product, example.brand)
+        assert folded(parsed.brand) == folded(example.brand)
+        # The product round-trips, or ends (as the parser ends a product) before a word the string does not print
+        # (`ОМЫВ Clean Glass` → `Жидкость`, not `Жидкость стеклоомывателя`, a word pymorphy3 lacks).
+        product, written = parsed.product.lower().split(), example.product.lower().split()
+        assert product == written[: len(product)], example
+        if len(product) < len(written):
+            assert any(unsupported_words(word, example.raw_name, example.brand)[0] for word in written[len(product) :]), example
         if not unsupported_words(example.normalized_name, example.raw_name, example.brand)[0]:
             # Said once where the catalog name stutters (`пастила белевская белевская`), as the parser does.
             words = example.normalized_name.lower().split()
