@@ -139,8 +139,11 @@ class AnswerGrammar:
         self.separators, self.stray = _separator_tokens(tokenizer)
         self.word_ends = _word_end_tokens(tokenizer)
         self.brand_ends, self.no_brand = _brand_end_tokens(tokenizer)
+        # The bare separator, which a field over its budget is made to write.
+        self.separator = min(self.brand_ends)
         self.eos = tokenizer.eos_token_id
         self._categories = {category_id: self.encode(name.lower()) for category_id, name in categories.items()}
+        self._longest_category = max(map(len, self._categories.values()))
         self._lexicon = lexicon
         self._product_weight = product_weight
         self._category_weight = category_weight
@@ -197,7 +200,7 @@ class AnswerGrammar:
         """Where one row's free fields must end: the name's last position, and the product's length and last
         position, leaving room for a product's first word, the longest brand, the longest category and the seams."""
         length = len(self.encode(item))
-        after_product = brands.longest() + max(map(len, self._categories.values())) + 3
+        after_product = brands.longest() + self._longest_category + 3
         product_end = max_new_tokens - after_product
         return _Budget(
             name_end=max(1, min(length + NAME_TOKEN_MARGIN, product_end - PRODUCT_TOKEN_MARGIN)),
@@ -287,7 +290,6 @@ class AnswerConstraints(LogitsProcessor):
         self._brands = brands
         self._items = items
         self._budgets = budgets
-        self._separator = min(grammar.brand_ends)
         # A row's category trie is built when the row reaches its category, weighted by the product it wrote.
         self._categories: list[_Trie | None] = [None] * len(items)
         self._prompt_length: int | None = None
@@ -320,7 +322,7 @@ class AnswerConstraints(LogitsProcessor):
             field, field_start, starts = self._field[row], self._field_start[row], self._starts[row]
             if self._over_budget(row, field, len(tokens), field_start):
                 out[row] = torch.full_like(scores[row], float("-inf"))
-                out[row, self._separator] = 0.0
+                out[row, self._grammar.separator] = 0.0
                 continue
             if field == PRODUCT_FIELD:
                 trie, end_tokens = self._products[row], self._word_ends

@@ -93,10 +93,11 @@ def _grounded_product(product: str, raw_name: str, brand: str | None) -> str:
     preposition or conjunction left at the end goes (`Набор для`)."""
     words = product.split()
     printed = [run for run in letter_runs(raw_name) if run.isalpha() and len(run) >= _CUT_WORD_LETTERS]
+    unsupported, _ = unsupported_words(" ".join(words[1:]), raw_name, brand)
+    garbled = {part for part in unsupported if _garbled(part, printed)}
     kept = words[:1]
     for word in words[1:]:
-        unsupported, _ = unsupported_words(word, raw_name, brand)
-        if any(_garbled(part, printed) for part in unsupported):
+        if garbled & (set(letter_runs(word)) | set(numbers(word))):
             # Cut here: a preposition or conjunction left at the end goes with what it introduced.
             while len(kept) > 1 and grammar(kept[-1].lower()) in _DANGLING:
                 kept.pop()
