@@ -6,6 +6,7 @@ what went wrong; the caller counts and publishes that status.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from model.grounding import brand_is_grounded, letter_runs, numbers, unsupported_words
@@ -26,6 +27,12 @@ _UNIT_CHARS = 3
 _DANGLING = frozenset({"PREP", "CONJ", "PRCL"})
 # A printed cut word a product word may spell out: shorter ones (`укр`, `доб`) began garbled copies (`укроскрос`).
 _CUT_WORD_LETTERS = 4
+# Units a quantity is printed with, as registers spell them, to one spelling each (`1,93Л`, `55 гр`, `20ШТ`).
+_UNITS = {
+    "г": "г", "гр": "г", "g": "г", "gr": "г", "кг": "кг", "kg": "кг", "мл": "мл", "ml": "мл", "л": "л", "l": "л",
+    "шт": "шт", "pcs": "шт", "м": "м", "m": "м", "см": "см", "мм": "мм", "mm": "мм",
+}
+_PRINTED_QUANTITY = re.compile(r"(\d+(?:[.,]\d+)?)\s*([a-zа-я]+)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,13 +58,45 @@ def _field(parts: list[str], index: int, limit: int) -> str | None:
     return value
 
 
+def _printed_units(raw_name: str) -> dict[float, set[str]]:
+    """Each value the string prints with a unit right after it, and those units (`60Л 20ШТ` → 60: л, 20: шт)."""
+    units: dict[float, set[str]] = {}
+    for value, unit in _PRINTED_QUANTITY.findall(raw_name.lower()):
+        if unit in _UNITS:
+            units.setdefault(float(value.replace(",", ".")), set()).add(_UNITS[unit])
+    return units
+
+
+def _quantities_checked(words: list[str], raw_name: str) -> list[str]:
+    """The name's words without a quantity (a number and its unit) that the string prints with another unit
+    (`20 л` for `20ШТ`) or that the name already said (`20 л 20 л 20 л`): the value check alone passes both,
+    the value being printed."""
+    printed = _printed_units(raw_name)
+    said: set[tuple[str, str]] = set()
+    kept: list[str] = []
+    index = 0
+    while index < len(words):
+        word, unit = words[index], words[index + 1].lower() if index + 1 < len(words) else ""
+        if numbers(word) == [word] and unit in _UNITS:
+            value = float(word.replace(",", "."))
+            quantity = (f"{value:g}", _UNITS[unit])
+            if quantity in said or (value in printed and _UNITS[unit] not in printed[value]):
+                index += 2
+                continue
+            said.add(quantity)
+        kept.append(word)
+        index += 1
+    return kept
+
+
 def _grounded_name(normalized: str, raw_name: str, brand: str | None) -> str:
     """The model's name without the words and numbers the string does not support (model/grounding.py), a
     short unit after a dropped number going with it (`90 г`); the string itself, cleaned, when that leaves
     less than half of the name: a name must invent nothing."""
     # A small model stutters (`вода кубай кубай`, `3,2% 3,2%`): a word right after itself is said once.
     words = normalized.split()
-    normalized = " ".join(w for i, w in enumerate(words) if i == 0 or w.lower() != words[i - 1].lower())
+    words = [w for i, w in enumerate(words) if i == 0 or w.lower() != words[i - 1].lower()]
+    normalized = " ".join(_quantities_checked(words, raw_name)) or normalized
     unsupported, judged = unsupported_words(normalized, raw_name, brand)
     if not unsupported:
         return normalized

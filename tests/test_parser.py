@@ -143,9 +143,21 @@ def test_a_name_invents_nothing_words_the_string_does_not_support_go():
     assert juice.normalized_name == "Сок Сочная Долина 1,930 л"
     # A garbled copy holds the printed letters in order but is no word: it goes; a stutter is said once.
     bleach = parse_answer("отбеливатель белизнабелии 1 л 1 л##отбеливатель##-##бытовая химия", "ОТБЕЛИВАТЕЛЬ БЕЛИЗНА 1Л", TAXONOMY)
-    assert bleach.normalized_name == "Отбеливатель 1 л 1 л"
+    assert bleach.normalized_name == "Отбеливатель 1 л"
     water = parse_answer("вода кубай кубай 1,5 л##вода##кубай##напитки", "вода кубай негаз. 1,5 л", TAXONOMY)
     assert water.normalized_name == "Вода Кубай 1,5 л"
+
+
+def test_a_quantity_printed_with_another_unit_or_said_before_goes_from_the_name():
+    raw = "ПАКЕТЫ Д/МУСОРА 60Л 20ШТ"
+    category = "товары для дома"
+    # The value 20 is printed, but as a count: `20 л` invents a volume, and repeating it invents nothing new.
+    looped = parse_answer(f"пакеты для мусора 20 л 20 л 20 л##пакеты для мусора##-##{category}", raw, TAXONOMY)
+    assert looped.normalized_name == "Пакеты для мусора"
+    right = parse_answer(f"пакеты для мусора 60 л 20 шт 60 л##пакеты для мусора##-##{category}", raw, TAXONOMY)
+    assert right.normalized_name == "Пакеты для мусора 60 л 20 шт"
+    # Units are compared as registers spell them (`гр` = `г`).
+    assert parse_answer("сыр 200 г##сыр##-##молочные продукты, сыр, яйца", "СЫР 200ГР", TAXONOMY).normalized_name == "Сыр 200 г"
 
 
 def test_a_product_ends_before_a_garbled_word_the_string_does_not_print():
