@@ -10,6 +10,7 @@ for ``PAMPERS``.
 from __future__ import annotations
 
 import re
+import unicodedata
 from functools import lru_cache
 
 from rapidfuzz import fuzz
@@ -26,13 +27,15 @@ _LATIN_TO_CYRILLIC = [
 ]
 _PREFIX = 3
 _LATIN = re.compile(r"[a-z]")
+_LATIN_ACCENTED = re.compile(r"[\u00c0-\u024f]")
 _TYPO_RATIO = 80.0
 
 
 @lru_cache(maxsize=1 << 16)
 def to_cyrillic(text: str) -> str:
-    """Latin letters to their usual Cyrillic register spelling, upper case (``Lipton`` → ``ЛИПТОН``)."""
-    lower = text.lower()
+    """Latin letters to their usual Cyrillic register spelling, upper case (``Lipton`` → ``ЛИПТОН``); accented
+    Latin letters as their base letter (registers print ``NESCAFE`` for Nescafé, ``PRESIDENT`` for Président)."""
+    lower = _LATIN_ACCENTED.sub(lambda m: unicodedata.normalize("NFKD", m.group(0))[0], text.lower())
     if not _LATIN.search(lower):
         return lower.upper()  # most spans of a Russian register string: nothing to transliterate
     out, i = [], 0

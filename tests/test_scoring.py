@@ -176,6 +176,8 @@ def test_real_brand_rule_ignores_case_punctuation_and_script():
 
     assert real_brand_right("Lipton", "ЛИПТОН")
     assert real_brand_right("Head & Shoulders", "head shoulders")
+    # An accent is no other brand: the labels write Nescafé, registers and the lexicon NESCAFE.
+    assert real_brand_right("Nescafe", "Nescafé") and real_brand_right("нескафе", "Nescafé")
     assert real_brand_right(None, None) and real_brand_right("-", None)
     assert not real_brand_right("Lipton", None) and not real_brand_right(None, "Lipton")
 

@@ -96,6 +96,7 @@ def test_noise_can_be_switched_off_and_the_raw_string_becomes_the_clean_name():
 def test_latin_brands_are_transliterated_the_way_registers_print_them():
     assert to_cyrillic("Lipton") == "ЛИПТОН"
     assert to_cyrillic("Energizer") == "ЕНЕРГИЗЕР"
+    assert to_cyrillic("Nescafé") == to_cyrillic("Nescafe") == "НЕСКАФЕ"
 
 
 def test_a_catalog_line_with_an_unknown_category_is_refused_with_its_line(tmp_path):
