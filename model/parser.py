@@ -89,14 +89,33 @@ def _quantities_checked(words: list[str], raw_name: str) -> list[str]:
     return kept
 
 
+def _unstuttered(words: list[str]) -> list[str]:
+    """A small model stutters: a run of words right after itself is said once (`вода кубай кубай`, `три корочки
+    три корочки`), and a cut word right before its whole form goes (`ультрапастер ультрапастеризованное`; a
+    dictionary word stays: `Чай чайный`)."""
+    folded = [w.lower() for w in words]
+    kept: list[int] = []
+    index = 0
+    while index < len(words):
+        run = next(
+            (n for n in range(1, len(kept) + 1) if [folded[i] for i in kept[-n:]] == folded[index : index + n]), 0
+        )
+        if run:
+            index += run
+            continue
+        cut = folded[kept[-1]] if kept else ""
+        if len(cut) >= 3 and folded[index].startswith(cut) and folded[index] != cut and not is_dictionary_word(cut):
+            kept.pop()
+        kept.append(index)
+        index += 1
+    return [words[i] for i in kept]
+
+
 def _grounded_name(normalized: str, raw_name: str, brand: str | None) -> str:
     """The model's name without the words and numbers the string does not support (model/grounding.py), a
     short unit after a dropped number going with it (`90 г`); the string itself, cleaned, when that leaves
     less than half of the name: a name must invent nothing."""
-    # A small model stutters (`вода кубай кубай`, `3,2% 3,2%`): a word right after itself is said once.
-    words = normalized.split()
-    words = [w for i, w in enumerate(words) if i == 0 or w.lower() != words[i - 1].lower()]
-    normalized = " ".join(_quantities_checked(words, raw_name)) or normalized
+    normalized = " ".join(_quantities_checked(_unstuttered(normalized.split()), raw_name)) or normalized
     unsupported, judged = unsupported_words(normalized, raw_name, brand)
     if not unsupported:
         return normalized

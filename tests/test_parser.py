@@ -146,6 +146,13 @@ def test_a_name_invents_nothing_words_the_string_does_not_support_go():
     assert bleach.normalized_name == "Отбеливатель 1 л"
     water = parse_answer("вода кубай кубай 1,5 л##вода##кубай##напитки", "вода кубай негаз. 1,5 л", TAXONOMY)
     assert water.normalized_name == "Вода Кубай 1,5 л"
+    # A run of words right after itself is said once too, and a cut word right before its whole form goes;
+    # a dictionary word before a longer one stays.
+    food = "готовая еда"
+    assert parse_answer(f"pro plan pro plan для кошек для кошек##корм##pro plan##зоотовары", "pro plan для кошек сухой 10кг", TAXONOMY).normalized_name == "Pro Plan для кошек"
+    milk = parse_answer("молоко ультрапастер ультрапастеризованное 1 л##молоко##-##молочные продукты, сыр, яйца", "молоко ультрапастеризованное 1л", TAXONOMY)
+    assert milk.normalized_name == "Молоко ультрапастеризованное 1 л"
+    assert parse_answer(f"чай чайный напиток##чай##-##{food}", "чай чайный напиток", TAXONOMY).normalized_name == "Чай чайный напиток"
 
 
 def test_a_quantity_printed_with_another_unit_or_said_before_goes_from_the_name():
