@@ -74,6 +74,16 @@ def test_product_candidates_open_abbreviations_imply_unprinted_nouns_and_read_mi
     assert "вл" not in lexicon.head_candidates("вл. салф. 15 шт")
 
 
+def test_a_word_whose_strings_mostly_name_one_head_noun_implies_it_where_it_is_not_printed():
+    noodles = [example(f"лапша доширак {taste} 90г", "Лапша", "Доширак", "grocery") for taste in ("говядина", "курица", "грибы")]
+    # Printed beside its head noun three times, alone once: the unprinted count alone (once) would not imply it.
+    lexicon = build_lexicon([*noodles, example("доширак 70г", "Лапша", "Доширак", "grocery"), example("лапша удон 300г", "Лапша", None, "grocery")])
+    assert "лапша" in lexicon.head_candidates("доширак 110г")
+    # A word seen with several head nouns implies none of them.
+    mixed = build_lexicon([example("сыр ламбер", "Сыр", "Ламбер", "dairy"), example("ламбер масло", "Масло", "Ламбер", "dairy")] * 2)
+    assert lexicon.head_candidates("доширак 110г") and not {"сыр", "масло"} & set(mixed.head_candidates("ламбер 200г"))
+
+
 def test_a_word_often_chosen_outranks_a_word_rarely_chosen(lexicon):
     candidates = lexicon.head_candidates("сок персик 1л")
     assert lexicon.head_log_prior("сок", candidates["сок"]) > lexicon.head_log_prior("персик", candidates["персик"])
