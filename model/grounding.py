@@ -110,7 +110,9 @@ def _opens(abbreviation: str, word: str) -> bool:
 def unsupported_words(normalized_name: str | None, raw_name: str, brand: str | None) -> tuple[list[str], int]:
     """(the words and numbers of the name that the string does not support, how many were judged)."""
     raw_words = set(letter_runs(raw_name)) | set(letter_runs(to_cyrillic(raw_name)))
-    raw_values = {_value(n) for n in numbers(raw_name)} | {float(run) for run in re.findall(r"\d+", raw_name)}
+    # Digit runs count too, for lists printed without spaces (`2110,2170`, which reads as one decimal), but not a
+    # single digit: the `0` of `0,5Л` is no value of the string (`Водка пять озер 0% 0,5 л` passed).
+    raw_values = {_value(n) for n in numbers(raw_name)} | {float(run) for run in re.findall(r"\d{2,}", raw_name)}
     brand_words = set(letter_runs(brand)) | set(letter_runs(to_cyrillic(brand or "")))
     unsupported, judged = [], 0
     for word in letter_runs(normalized_name):

@@ -125,7 +125,7 @@ def _grounded_name(normalized: str, raw_name: str, brand: str | None) -> str:
     for word in normalized.split():
         unit_of_dropped = dropped_number and word.isalpha() and len(word) <= _UNIT_CHARS
         dropped_number = bool(bad & set(numbers(word)))
-        if unit_of_dropped or dropped_number or bad & set(letter_runs(word)):
+        if unit_of_dropped or dropped_number or bad & {run for run in letter_runs(word) if run.isalpha()}:
             continue
         kept.append(word)
     if judged - len(unsupported) < judged / 2 or not kept:

@@ -163,6 +163,12 @@ def test_a_quantity_printed_with_another_unit_or_said_before_goes_from_the_name(
     assert looped.normalized_name == "Пакеты для мусора"
     right = parse_answer(f"пакеты для мусора 60 л 20 шт 60 л##пакеты для мусора##-##{category}", raw, TAXONOMY)
     assert right.normalized_name == "Пакеты для мусора 60 л 20 шт"
+    # A digit of a printed decimal is no value of the string: the `0` of `0,5Л` does not support `0%`.
+    vodka = parse_answer("водка пять озер 0% 0,5 л##водка##пять озер##алкоголь", "ВОДКА ПЯТЬ ОЗЕР 0,5Л", TAXONOMY)
+    assert vodka.normalized_name == "Водка Пять Озер 0,5 л"
+    # Lists printed without spaces are read as whole numbers too (`2110,2170` is no decimal).
+    joint = parse_answer(f"шрус внутренний 2110 2170##шрус##-##{category}", "шрус внутренний/2110,2170/", TAXONOMY)
+    assert joint.normalized_name == "Шрус внутренний 2110 2170"
     # Units are compared as registers spell them (`гр` = `г`).
     assert parse_answer("сыр 200 г##сыр##-##молочные продукты, сыр, яйца", "СЫР 200ГР", TAXONOMY).normalized_name == "Сыр 200 г"
 
