@@ -86,7 +86,7 @@ def numbers(text: str | None) -> list[str]:
     return _NUMBER.findall(text or "")
 
 
-def _value(number: str) -> float:
+def number_value(number: str) -> float:
     return float(number.replace(",", "."))
 
 
@@ -112,7 +112,7 @@ def unsupported_words(normalized_name: str | None, raw_name: str, brand: str | N
     raw_words = set(letter_runs(raw_name)) | set(letter_runs(to_cyrillic(raw_name)))
     # Digit runs count too, for lists printed without spaces (`2110,2170`, which reads as one decimal), but not a
     # single digit: the `0` of `0,5Л` is no value of the string (`Водка пять озер 0% 0,5 л` passed).
-    raw_values = {_value(n) for n in numbers(raw_name)} | {float(run) for run in re.findall(r"\d{2,}", raw_name)}
+    raw_values = {number_value(n) for n in numbers(raw_name)} | {float(run) for run in re.findall(r"\d{2,}", raw_name)}
     brand_words = set(letter_runs(brand)) | set(letter_runs(to_cyrillic(brand or "")))
     unsupported, judged = [], 0
     for word in letter_runs(normalized_name):
@@ -134,6 +134,6 @@ def unsupported_words(normalized_name: str | None, raw_name: str, brand: str | N
         unsupported.append(word)
     for number in numbers(normalized_name):
         judged += 1
-        if _value(number) not in raw_values:
+        if number_value(number) not in raw_values:
             unsupported.append(number)
     return unsupported, judged

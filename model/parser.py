@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from model.grounding import brand_is_grounded, letter_runs, numbers, unsupported_words
+from model.grounding import brand_is_grounded, letter_runs, number_value, numbers, unsupported_words
 from model.casing import restore_case
 from model.confidence import FieldConfidence, Signals
 from model.lexicon import BrandMatch
@@ -63,7 +63,7 @@ def _printed_units(raw_name: str) -> dict[float, set[str]]:
     units: dict[float, set[str]] = {}
     for value, unit in _PRINTED_QUANTITY.findall(raw_name.lower()):
         if unit in _UNITS:
-            units.setdefault(float(value.replace(",", ".")), set()).add(_UNITS[unit])
+            units.setdefault(number_value(value), set()).add(_UNITS[unit])
     return units
 
 
@@ -78,7 +78,7 @@ def _quantities_checked(words: list[str], raw_name: str) -> list[str]:
     while index < len(words):
         word, unit = words[index], words[index + 1].lower() if index + 1 < len(words) else ""
         if numbers(word) == [word] and unit in _UNITS:
-            value = float(word.replace(",", "."))
+            value = number_value(word)
             quantity = (f"{value:g}", _UNITS[unit])
             if quantity in said or (value in printed and _UNITS[unit] not in printed[value]):
                 index += 2
